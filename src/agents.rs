@@ -1,0 +1,442 @@
+//! Talking to agents over HTTP: building their URLs from the template, the auth header, asking
+//! each what it runs, and terminating a process. Every failure is a reason string, never a panic.
+
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{Result, bail};
+use futures_util::StreamExt;
+use hmac::{Hmac, KeyInit, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sha2::Sha256;
+use url::Url;
+
+use crate::settings::{Settings, redact_url};
+use crate::snapshot::{AgentAnswer, AgentReport};
+
+const PLACEHOLDER: &str = "{agent}";
+/// An agent's answer larger than this is refused rather than buffered.
+pub(crate) const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// The agent sends SIGINT, waits 5 s, then SIGKILL: a terminate gets at least this long.
+const MIN_TERMINATE_TIMEOUT: Duration = Duration::from_secs(15);
+const TOKEN_HEADER: &str = "X-Trinity-Agent-Token";
+/// Everything but RFC 3986's unreserved characters is percent-encoded in an agent name.
+const NAME_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The agent URL template, e.g. `http://agent-{agent}:8000` or `https://gw.example/agents/{agent}`.
+#[derive(Clone, Debug)]
+pub(crate) struct UrlTemplate {
+    template: String,
+    /// `{agent}` stands in the host: names must then be plain DNS labels.
+    in_host: bool,
+}
+
+impl UrlTemplate {
+    pub(crate) fn parse(template: &str) -> Result<UrlTemplate> {
+        if !template.contains(PLACEHOLDER) {
+            bail!("agent URL template {template:?} must contain {PLACEHOLDER}");
+        }
+        let probe = template.replace(PLACEHOLDER, "probe");
+        let url = Url::parse(&probe).map_err(|err| {
+            color_eyre::eyre::eyre!(
+                "agent URL template {:?} is not a valid URL: {err}",
+                redact_url(&probe)
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            bail!(
+                "agent URL template {:?} must be an http:// or https:// URL with a host",
+                redact_url(&probe)
+            );
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            bail!(
+                "agent URL template {:?} must not have a query or fragment",
+                redact_url(&probe)
+            );
+        }
+        let authority_end = template
+            .find("://")
+            .map(|i| i + 3)
+            .and_then(|start| template[start..].find('/').map(|i| start + i));
+        let placeholder_at = template.find(PLACEHOLDER).unwrap_or_default();
+        let in_host = authority_end.is_none_or(|end| placeholder_at < end);
+        Ok(UrlTemplate {
+            template: template.to_owned(),
+            in_host,
+        })
+    }
+
+    /// The agent's base URL. The name can never change the scheme, the authority or the path
+    /// structure: it is percent-encoded, and in the host it must be a plain DNS label.
+    pub(crate) fn base_url(&self, agent: &str) -> Result<Url, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "agent name {agent:?} cannot be used in a URL: {why}"
+            ))
+        };
+        if agent.is_empty() || agent == "." || agent == ".." {
+            return bad("empty or a dot segment");
+        }
+        if self.in_host
+            && !agent
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return bad("in the host part only letters, digits, '-' and '_' are allowed");
+        }
+        let encoded = utf8_percent_encode(agent, NAME_ENCODE).to_string();
+        Url::parse(&self.template.replace(PLACEHOLDER, &encoded))
+            .or_else(|err| bad(&err.to_string()))
+    }
+}
+
+/// `base` with path segments appended (each percent-encoded, `/` included).
+fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, String> {
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return Err(format!(
+            "refusing an empty or dot path segment in {segments:?}"
+        ));
+    }
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| format!("{} cannot take a path", redact_url(base.as_str())))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
+/// The `X-Trinity-Agent-Token` value: hex HMAC-SHA256 of `trinity-agent-auth:v1:{agent}`.
+pub(crate) fn auth_token(secret: &str, agent: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(b"trinity-agent-auth:v1:");
+    mac.update(agent.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// How a terminate request ended, when the agent gave a usable answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Terminated {
+    /// 2xx: terminated, or already finished.
+    Yes,
+    /// 404: the agent does not run it.
+    NotRunning,
+}
+
+pub(crate) struct AgentClient {
+    http: reqwest::Client,
+    template: UrlTemplate,
+    secret: Option<String>,
+    timeout: Duration,
+    concurrency: usize,
+}
+
+impl AgentClient {
+    pub(crate) fn new(settings: &Settings) -> Result<AgentClient> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.http_timeout)
+            .user_agent(concat!("trinity-watchdog/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(AgentClient {
+            http,
+            template: settings.agent_url.clone(),
+            secret: settings.agent_secret.clone(),
+            timeout: settings.http_timeout,
+            concurrency: settings.concurrency,
+        })
+    }
+
+    /// Asks every agent what it runs, `concurrency` at a time; the reports come back sorted by name.
+    pub(crate) async fn running_all(
+        &self,
+        agents: &[String],
+        progress: &indicatif::ProgressBar,
+    ) -> Vec<AgentReport> {
+        let mut reports: Vec<AgentReport> = futures_util::stream::iter(agents)
+            .map(|agent| async move {
+                let report = self.running(agent).await;
+                progress.inc(1);
+                report
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        reports.sort_by(|a, b| a.name.cmp(&b.name));
+        reports
+    }
+
+    /// `GET /api/executions/running` on one agent.
+    pub(crate) async fn running(&self, agent: &str) -> AgentReport {
+        let started = Instant::now();
+        let answer = async {
+            let url = endpoint(
+                &self.template.base_url(agent)?,
+                &["api", "executions", "running"],
+            )?;
+            let response = self.send(Method::GET, url, agent, self.timeout).await?;
+            let status = response.status();
+            if status != StatusCode::OK {
+                return Err(describe_status(status));
+            }
+            parse_answer(&read_capped(response).await?)
+        }
+        .await;
+        AgentReport {
+            name: agent.to_owned(),
+            latency_ms: Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            answer,
+        }
+    }
+
+    /// `POST /api/executions/{id}/terminate`.
+    pub(crate) async fn terminate(&self, agent: &str, id: &str) -> Result<Terminated, String> {
+        let url = endpoint(
+            &self.template.base_url(agent)?,
+            &["api", "executions", id, "terminate"],
+        )?;
+        let response = self
+            .send(
+                Method::POST,
+                url,
+                agent,
+                self.timeout.max(MIN_TERMINATE_TIMEOUT),
+            )
+            .await?;
+        match response.status() {
+            status if status.is_success() => Ok(Terminated::Yes),
+            StatusCode::NOT_FOUND => Ok(Terminated::NotRunning),
+            status => Err(format!("terminate answered {}", describe_status(status))),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        agent: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, String> {
+        let shown = format!("{method} {}", redact_url(url.as_str()));
+        let mut request = self.http.request(method, url).timeout(timeout);
+        if let Some(secret) = &self.secret {
+            request = request.header(TOKEN_HEADER, auth_token(secret, agent));
+        }
+        request.send().await.map_err(|err| {
+            if err.is_timeout() {
+                format!("{shown}: no answer within {}s", timeout.as_secs_f32())
+            } else {
+                format!("{shown}: {}", error_chain(&err.without_url()))
+            }
+        })
+    }
+}
+
+fn describe_status(status: StatusCode) -> String {
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            "HTTP 401 Unauthorized (check --agent-secret / AGENT_AUTH_SECRET)".to_owned()
+        }
+        status if status.is_redirection() => format!("HTTP {status} (redirects are not followed)"),
+        status => format!("HTTP {status}"),
+    }
+}
+
+/// An error and its causes on one line, without duplicates.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// Reads a body, refusing (not buffering) one larger than `MAX_ANSWER_BYTES`.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(format!("answer is larger than {MAX_ANSWER_BYTES} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| format!("reading the answer: {}", error_chain(&err.without_url())))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!("answer is larger than {MAX_ANSWER_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Parses `GET /api/executions/running`. Strict about types, lenient about absent fields.
+pub fn parse_answer(body: &[u8]) -> Result<AgentAnswer, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|err| {
+        let start =
+            String::from_utf8_lossy(&body[..body.len().min(40)]).replace(char::is_control, " ");
+        format!("answer is not JSON ({err}); it starts with {start:?}")
+    })?;
+    let Value::Object(object) = value else {
+        return Err("answer is not a JSON object".to_owned());
+    };
+    let executions = match object.get("executions") {
+        None | Some(Value::Null) => return Err("answer has no \"executions\" field".to_owned()),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err("\"executions\" is not a list".to_owned()),
+    };
+    let mut running = Vec::with_capacity(executions.len());
+    for (index, entry) in executions.iter().enumerate() {
+        let Value::Object(entry) = entry else {
+            return Err(format!("executions[{index}] is not an object"));
+        };
+        match entry.get("execution_id") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(id)) if id.is_empty() => {}
+            Some(Value::String(id)) => running.push(id.clone()),
+            Some(_) => return Err(format!("executions[{index}].execution_id is not a string")),
+        }
+    }
+    let id_list = |field: &str| -> Result<Option<Vec<String>>, String> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .filter(|id| !matches!(id, Value::String(s) if s.is_empty()))
+                .map(|id| match id {
+                    Value::String(id) => Ok(id.clone()),
+                    _ => Err(format!("{field} holds a value that is not a string")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(format!("\"{field}\" is not a list")),
+        }
+    };
+    Ok(AgentAnswer {
+        running,
+        recently_completed: id_list("recently_completed_ids")?,
+        pending: id_list("pending_ids")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> Option<Vec<String>> {
+        Some(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn parses_new_and_old_agent_images() {
+        let new = br#"{"executions":[{"execution_id":"a","started_at":"x","metadata":{}},{"execution_id":""},{"metadata":{}}],
+                       "recently_completed_ids":["b"],"pending_ids":["c",""]}"#;
+        assert_eq!(
+            parse_answer(new),
+            Ok(AgentAnswer {
+                running: vec!["a".into()],
+                recently_completed: ids(&["b"]),
+                pending: ids(&["c"])
+            })
+        );
+        let old = br#"{"executions":[], "pending_ids": null}"#;
+        assert_eq!(
+            parse_answer(old),
+            Ok(AgentAnswer {
+                running: vec![],
+                recently_completed: None,
+                pending: None
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_answers_say_why() {
+        for (body, why) in [
+            (&b"<html>oops</html>"[..], "not JSON"),
+            (b"[1,2]", "not a JSON object"),
+            (b"{}", "no \"executions\""),
+            (b"{\"executions\":null}", "no \"executions\""),
+            (b"{\"executions\":{}}", "\"executions\" is not a list"),
+            (b"{\"executions\":[1]}", "executions[0] is not an object"),
+            (
+                b"{\"executions\":[{\"execution_id\":7}]}",
+                "execution_id is not a string",
+            ),
+            (
+                b"{\"executions\":[],\"pending_ids\":\"x\"}",
+                "\"pending_ids\" is not a list",
+            ),
+            (
+                b"{\"executions\":[],\"recently_completed_ids\":[1]}",
+                "recently_completed_ids holds a value",
+            ),
+            (b"{\"executions\":[", "not JSON"),
+        ] {
+            let err = parse_answer(body).unwrap_err();
+            assert!(err.contains(why), "{err:?} should contain {why:?}");
+        }
+    }
+
+    #[test]
+    fn token_is_hex_hmac_sha256() {
+        // Reference value from Python: hmac.new(b"s3cret", b"trinity-agent-auth:v1:alpha", sha256).hexdigest()
+        assert_eq!(
+            auth_token("s3cret", "alpha"),
+            "18fb8ec9a90fcda3999bba6d82ab2706052f5bf4bc3839eb31a0fa9cd7a3c570"
+        );
+    }
+
+    #[test]
+    fn template_keeps_host_and_appends_paths() {
+        let t = UrlTemplate::parse("https://gw.example/agents/{agent}/").unwrap();
+        let base = t.base_url("a/b?c#d@e f..é").unwrap();
+        assert_eq!(base.host_str(), Some("gw.example"));
+        let url = endpoint(&base, &["api", "executions", "x/../y?", "terminate"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://gw.example/agents/a%2Fb%3Fc%23d%40e%20f..%C3%A9/api/executions/x%2F..%2Fy%3F/terminate"
+        );
+        assert!(t.base_url("..").is_err());
+        assert!(endpoint(&base, &["api", ".."]).is_err());
+
+        let t = UrlTemplate::parse("http://agent-{agent}:8000").unwrap();
+        assert_eq!(
+            t.base_url("alpha_1").unwrap().as_str(),
+            "http://agent-alpha_1:8000/"
+        );
+        for name in ["evil.com", "a@b", "a/b", "a:1", "é"] {
+            assert!(t.base_url(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        for template in [
+            "http://agent:8000",
+            "ftp://{agent}/",
+            "not a url {agent}",
+            "http://x/{agent}?q=1",
+            "/{agent}",
+        ] {
+            assert!(UrlTemplate::parse(template).is_err(), "{template}");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Redis capacity state: reading slots, their metadata and in-flight markers with pipelines, and
+//! releasing one execution's capacity through `release.lua`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use redis::aio::MultiplexedConnection;
+
+use crate::settings::redact_url;
+use crate::snapshot::{Capacity, Slot};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+static RELEASE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
+
+pub(crate) fn slots_key(agent: &str) -> String {
+    format!("agent:slots:{agent}")
+}
+
+pub(crate) fn slot_key(agent: &str, id: &str) -> String {
+    format!("agent:slot:{agent}:{id}")
+}
+
+pub(crate) fn queue_lock_key(agent: &str) -> String {
+    format!("agent:running:{agent}")
+}
+
+pub(crate) fn in_flight_key(id: &str) -> String {
+    format!("execution:inflight:{id}")
+}
+
+/// What releasing an execution's capacity changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Released {
+    pub slot: bool,
+    pub queue_lock: bool,
+}
+
+pub(crate) struct Redis {
+    conn: MultiplexedConnection,
+    shown: String,
+}
+
+impl Redis {
+    /// Connects and pings; an unreachable Redis is a fatal error (it was configured).
+    pub(crate) async fn connect(url: &str) -> Result<Redis> {
+        let shown = redact_url(url);
+        let client = redis::Client::open(url)
+            .map_err(|err| eyre!("invalid Redis URL {shown}: {}", without_secret(&err, url)))?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| {
+                eyre!(
+                    "Redis at {shown} did not answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|err| {
+                eyre!(
+                    "cannot connect to Redis at {shown}: {}",
+                    without_secret(&err, url)
+                )
+            })?;
+        let mut redis = Redis { conn, shown };
+        let _: String = redis::cmd("PING")
+            .query_async(&mut redis.conn)
+            .await
+            .map_err(|err| redis.error(err))?;
+        Ok(redis)
+    }
+
+    fn error(&self, err: redis::RedisError) -> color_eyre::Report {
+        eyre!("Redis at {}: {err}", self.shown)
+    }
+
+    /// Slots of the given agents with their metadata, and the in-flight markers of `ids`.
+    pub(crate) async fn read(&mut self, agents: &[String], ids: &[String]) -> Result<Capacity> {
+        let mut pipe = redis::pipe();
+        for agent in agents {
+            pipe.cmd("ZRANGE")
+                .arg(slots_key(agent))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES");
+        }
+        let members: Vec<Vec<(String, f64)>> = pipe
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|err| self.error(err))?;
+        let mut slots: Vec<Slot> = agents
+            .iter()
+            .zip(members)
+            .flat_map(|(agent, members)| {
+                members.into_iter().map(move |(execution_id, score)| Slot {
+                    agent: agent.clone(),
+                    execution_id,
+                    acquired_at: score,
+                    has_metadata: false,
+                    timeout_seconds: None,
+                })
+            })
+            .collect();
+
+        let mut pipe = redis::pipe();
+        for slot in &slots {
+            let key = slot_key(&slot.agent, &slot.execution_id);
+            pipe.cmd("EXISTS")
+                .arg(&key)
+                .cmd("HGET")
+                .arg(&key)
+                .arg("timeout_seconds");
+        }
+        let metadata: Vec<(bool, Option<String>)> = if slots.is_empty() {
+            Vec::new()
+        } else {
+            let flat: Vec<redis::Value> = pipe
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|err| self.error(err))?;
+            flat.chunks(2)
+                .map(|pair| {
+                    let exists = redis::from_redis_value::<bool>(pair[0].clone()).unwrap_or(false);
+                    let timeout =
+                        redis::from_redis_value::<Option<String>>(pair[1].clone()).unwrap_or(None);
+                    (exists, timeout)
+                })
+                .collect()
+        };
+        for (slot, (exists, timeout)) in slots.iter_mut().zip(metadata) {
+            slot.has_metadata = exists;
+            slot.timeout_seconds = timeout.and_then(|t| t.trim().parse().ok());
+        }
+
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("EXISTS").arg(in_flight_key(id));
+        }
+        let present: Vec<bool> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut self.conn)
+                .await
+                .map_err(|err| self.error(err))?
+        };
+        let in_flight: BTreeSet<String> = ids
+            .iter()
+            .zip(present)
+            .filter(|(_, present)| *present)
+            .map(|(id, _)| id.clone())
+            .collect();
+        Ok(Capacity { slots, in_flight })
+    }
+
+    /// Removes the slot member and its metadata, and the queue lock if this execution holds it.
+    pub(crate) async fn release(&mut self, agent: &str, id: &str) -> Result<Released> {
+        let (slot, queue_lock): (i64, i64) = RELEASE_SCRIPT
+            .key(slots_key(agent))
+            .key(slot_key(agent, id))
+            .key(queue_lock_key(agent))
+            .arg(id)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|err| self.error(err))
+            .wrap_err_with(|| format!("releasing the capacity of {id} on {agent}"))?;
+        Ok(Released {
+            slot: slot == 1,
+            queue_lock: queue_lock == 1,
+        })
+    }
+}
+
+/// A Redis error's text with the URL's password removed, in case the client echoes it.
+fn without_secret(err: &redis::RedisError, url: &str) -> String {
+    let text = err.to_string();
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+    {
+        Some(password) if !password.is_empty() => text.replace(&password, "***"),
+        _ => text,
+    }
+}

@@ -1,0 +1,160 @@
+//! The command line as clap parses it: raw flags, validated into `Settings` before any I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+use crate::exit_code::ExitCode;
+
+/// Reconcile Trinity's execution records with what its agents and Redis really hold.
+///
+/// trinity-watchdog reads three sources — the `schedule_executions` table, every agent's own list
+/// of what it runs, and Redis capacity slots — and prints a plan: for every execution and slot,
+/// what is true and what should change. It changes nothing unless `--apply` is given.
+#[derive(Debug, Parser)]
+#[command(name = "trinity-watchdog", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    Scan(commands::scan::Args),
+    Recover(commands::recover::Args),
+    Kill(commands::kill::Args),
+    Completions(commands::completions::Args),
+}
+
+/// Options shared by every command; they may stand before or after the subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Trinity's SQLite database.
+    #[arg(
+        long,
+        env = "TRINITY_DB_PATH",
+        default_value = "/data/trinity.db",
+        global = true,
+        help_heading = "Sources"
+    )]
+    pub db: PathBuf,
+
+    /// Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Sources"
+    )]
+    pub redis_url: Option<String>,
+
+    /// Do not use Redis even if REDIS_URL is set.
+    #[arg(long, global = true, help_heading = "Sources")]
+    pub no_redis: bool,
+
+    /// Agent base URL; {agent} is replaced by the percent-encoded agent name.
+    #[arg(
+        long,
+        env = "TRINITY_AGENT_URL_TEMPLATE",
+        default_value = "http://agent-{agent}:8000",
+        global = true,
+        help_heading = "Sources"
+    )]
+    pub agent_url: String,
+
+    /// Shared secret for the X-Trinity-Agent-Token header (never printed).
+    #[arg(
+        long,
+        env = "AGENT_AUTH_SECRET",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Sources"
+    )]
+    pub agent_secret: Option<String>,
+
+    /// Only look at this agent (repeatable).
+    #[arg(
+        long = "agent",
+        value_name = "NAME",
+        global = true,
+        help_heading = "Sources"
+    )]
+    pub agents: Vec<String>,
+
+    /// How long a row the agent does not know is left alone after it started.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, global = true, help_heading = "Policy")]
+    pub grace: Duration,
+
+    /// Timeout of a running row whose schedule and agent set none.
+    #[arg(long, default_value = "900s", value_parser = parse_duration, global = true, help_heading = "Policy")]
+    pub default_timeout: Duration,
+
+    /// Time limit for each request to an agent.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, global = true, help_heading = "Policy")]
+    pub http_timeout: Duration,
+
+    /// How many agents are queried at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..), global = true, help_heading = "Policy")]
+    pub concurrency: u16,
+
+    /// Carry out the plan's actions (without it nothing is changed).
+    #[arg(long, global = true, help_heading = "Policy")]
+    pub apply: bool,
+
+    /// Output format of the result on stdout.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table, global = true, help_heading = "Output")]
+    pub output: OutputFormat,
+
+    /// Show healthy executions in the table too.
+    #[arg(long, global = true, help_heading = "Output")]
+    pub all: bool,
+
+    /// Exit with 4 when the plan has an action or an agent is unreachable.
+    #[arg(long, global = true, help_heading = "Output")]
+    pub exit_code: bool,
+
+    /// When to color the table.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, help_heading = "Output")]
+    pub color: ColorChoice,
+
+    /// Print nothing on stderr but errors.
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Output"
+    )]
+    pub quiet: bool,
+
+    /// Say more on stderr (per-agent timings).
+    #[arg(short, long, global = true, help_heading = "Output")]
+    pub verbose: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|err| format!("{err} (write e.g. 90s, 15m or 2h)"))
+}
+
+/// The full clap command, with the exit-code table appended to `--help`.
+pub(crate) fn command() -> clap::Command {
+    Cli::command().after_long_help(format!("Exit codes:\n\n{}", ExitCode::table()))
+}

@@ -1,0 +1,32 @@
+//! `completions`: shell completion scripts generated from the clap definitions.
+
+use color_eyre::eyre::Result;
+
+use crate::exit_code::ExitCode;
+
+/// Print a shell completion script.
+///
+/// The same scripts are committed under completions/ in the source tree.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The shell to generate for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+pub(crate) fn run(args: &Args) -> Result<ExitCode> {
+    super::write_stdout(&script(args.shell))?;
+    Ok(ExitCode::Ok)
+}
+
+/// The completion script for one shell.
+pub fn script(shell: clap_complete::Shell) -> String {
+    let mut buffer = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut crate::cli::command(),
+        "trinity-watchdog",
+        &mut buffer,
+    );
+    String::from_utf8_lossy(&buffer).into_owned()
+}

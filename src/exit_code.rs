@@ -1,0 +1,72 @@
+//! The process exit codes: one documented enum, rendered into `--help` and README from here.
+
+/// How a run of trinity-watchdog ended. The numbers are a stable interface for cron and CI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Done: a dry run printed its plan, or an apply finished with every action `applied`,
+    /// `race_lost` or `skipped`.
+    Ok,
+    /// Fatal error: configuration, database unreadable or not a Trinity schema, Redis unreachable
+    /// when configured.
+    Fatal,
+    /// Usage error: the command line did not parse.
+    Usage,
+    /// An apply finished, but at least one action `failed`.
+    ActionFailed,
+    /// `--exit-code` was given and the plan has at least one action, or an agent was unreachable.
+    NeedsAttention,
+}
+
+impl ExitCode {
+    /// Every exit code, in numeric order.
+    pub const ALL: [ExitCode; 5] = [
+        ExitCode::Ok,
+        ExitCode::Fatal,
+        ExitCode::Usage,
+        ExitCode::ActionFailed,
+        ExitCode::NeedsAttention,
+    ];
+
+    /// The number the process exits with.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitCode::Ok => 0,
+            ExitCode::Fatal => 1,
+            ExitCode::Usage => 2,
+            ExitCode::ActionFailed => 3,
+            ExitCode::NeedsAttention => 4,
+        }
+    }
+
+    /// One line saying what the code means, as `--help` and README show it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ExitCode::Ok => {
+                "done: a dry run printed its plan, or an apply finished with every action applied, race_lost or skipped"
+            }
+            ExitCode::Fatal => {
+                "fatal error: configuration, database unreadable or not a Trinity schema, Redis unreachable when configured"
+            }
+            ExitCode::Usage => "usage error: the command line did not parse",
+            ExitCode::ActionFailed => "apply finished, but at least one action failed",
+            ExitCode::NeedsAttention => {
+                "--exit-code and the plan has at least one action, or an agent is unreachable"
+            }
+        }
+    }
+
+    /// The table of exit codes as Markdown; README embeds exactly this text.
+    pub fn table() -> String {
+        let mut table = String::from("| code | meaning |\n|---|---|\n");
+        for code in Self::ALL {
+            table.push_str(&format!("| {} | {} |\n", code.code(), code.meaning()));
+        }
+        table
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code.code())
+    }
+}

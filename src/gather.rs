@@ -1,0 +1,137 @@
+//! Gathering: reads the database, asks every agent (concurrently) and reads Redis, producing a
+//! plain `Snapshot` for the planner. An agent's failure is data in the snapshot, never an abort.
+
+use std::collections::BTreeSet;
+
+use color_eyre::eyre::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::agents::AgentClient;
+use crate::capacity::Redis;
+use crate::plan::Scope;
+use crate::settings::Settings;
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+
+/// The three sources, opened once and shared by gathering and applying.
+pub(crate) struct Sources {
+    pub store: Store,
+    pub agents: AgentClient,
+    pub redis: Option<Redis>,
+}
+
+impl Sources {
+    /// Opens the database (read-only unless applying), the HTTP client and Redis when configured.
+    pub(crate) async fn open(settings: &Settings) -> Result<Sources> {
+        let store = Store::open(&settings.db_path, settings.apply)?;
+        let agents = AgentClient::new(settings)?;
+        let redis = match &settings.redis_url {
+            Some(url) => Some(Redis::connect(url).await?),
+            None => {
+                settings.log.warn(
+                    "no Redis configured (REDIS_URL / --redis-url): capacity slots are not checked",
+                );
+                None
+            }
+        };
+        Ok(Sources {
+            store,
+            agents,
+            redis,
+        })
+    }
+}
+
+/// Reads all three sources into one snapshot.
+pub(crate) async fn snapshot(
+    sources: &mut Sources,
+    settings: &Settings,
+    scope: &Scope,
+) -> Result<Snapshot> {
+    let mut warnings = Vec::new();
+    let mut rows = sources.store.running_rows(&mut warnings)?;
+    let agents = agents_to_ask(&rows, sources.store.owned_agents()?, &settings.agent_filter);
+    let running_ids: Vec<String> = rows
+        .iter()
+        .filter(|row| {
+            settings.agent_filter.is_empty() || settings.agent_filter.contains(&row.agent)
+        })
+        .map(|row| row.id.clone())
+        .collect();
+
+    let progress = if settings.progress {
+        let bar = ProgressBar::new(agents.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} asking agents {pos}/{len} {wide_bar} {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let (reports, capacity) = tokio::join!(sources.agents.running_all(&agents, &progress), async {
+        match &mut sources.redis {
+            Some(redis) => redis.read(&agents, &running_ids).await.map(Some),
+            None => Ok(None),
+        }
+    });
+    progress.finish_and_clear();
+    let capacity = capacity?;
+    for report in &reports {
+        let state = match &report.answer {
+            Ok(answer) => format!("{} running", answer.running.len()),
+            Err(reason) => format!("unreachable: {reason}"),
+        };
+        settings.log.info(&format!(
+            "agent {} ({} ms): {state}",
+            report.name,
+            report.latency_ms.unwrap_or(0)
+        ));
+    }
+
+    // Rows of every other id something mentioned: processes agents run, slot holders, named ids.
+    let known: BTreeSet<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    let mut mentioned: BTreeSet<String> = BTreeSet::new();
+    for answer in reports
+        .iter()
+        .filter_map(|report| report.answer.as_ref().ok())
+    {
+        mentioned.extend(answer.running.iter().cloned());
+    }
+    if let Some(capacity) = &capacity {
+        mentioned.extend(capacity.slots.iter().map(|slot| slot.execution_id.clone()));
+    }
+    if let Scope::KillIds(ids) = scope {
+        mentioned.extend(ids.iter().cloned());
+    }
+    mentioned.retain(|id| !known.contains(id.as_str()));
+    rows.extend(sources.store.rows_by_id(&mentioned, &mut warnings)?);
+
+    Ok(Snapshot {
+        rows,
+        agents: reports,
+        capacity,
+        warnings,
+    })
+}
+
+/// Every agent with running rows plus every owned agent, limited by `--agent`; agents named with
+/// `--agent` are asked even when the database does not mention them.
+fn agents_to_ask(
+    rows: &[crate::snapshot::Row],
+    owned: Vec<String>,
+    filter: &BTreeSet<String>,
+) -> Vec<String> {
+    if !filter.is_empty() {
+        return filter.iter().cloned().collect();
+    }
+    let mut agents: BTreeSet<String> = owned.into_iter().collect();
+    agents.extend(
+        rows.iter()
+            .filter(|row| row.status == "running")
+            .map(|row| row.agent.clone()),
+    );
+    agents.into_iter().collect()
+}

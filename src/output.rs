@@ -1,0 +1,238 @@
+//! Renderers: the table for people and the JSON document (version 1) for programs, both from the
+//! same `Plan` value.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
+use serde_json::json;
+
+use crate::cli::OutputFormat;
+use crate::plan::{Action, Outcome, Plan, Scope, Verdict};
+use crate::settings::Settings;
+use crate::timestamp;
+
+/// The version of the JSON document; bumped only when a field is renamed or removed.
+pub(crate) const JSON_VERSION: u32 = 1;
+
+pub(crate) fn render(
+    plan: &Plan,
+    scope: &Scope,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> String {
+    match settings.output {
+        OutputFormat::Json => json(plan, scope, settings, now),
+        OutputFormat::Table => table(plan, settings),
+    }
+}
+
+fn command_name(scope: &Scope) -> &'static str {
+    match scope {
+        Scope::Scan => "scan",
+        Scope::Recover => "recover",
+        Scope::Kill | Scope::KillIds(_) => "kill",
+    }
+}
+
+fn json(plan: &Plan, scope: &Scope, settings: &Settings, now: DateTime<Utc>) -> String {
+    let document = json!({
+        "version": JSON_VERSION,
+        "command": command_name(scope),
+        "mode": if settings.apply { "apply" } else { "dry_run" },
+        "generated_at": timestamp::format(now),
+        "settings": {
+            "grace_seconds": settings.grace.as_secs(),
+            "default_timeout_seconds": settings.default_timeout.as_secs(),
+            "redis": plan.capacity_checked,
+        },
+        "agents": plan.agents,
+        "items": plan.items,
+        "summary": {
+            "items": plan.items.len(),
+            "actions": plan.action_count(),
+            "unreachable_agents": plan.unreachable_agents(),
+            "by_verdict": plan.by_verdict(),
+            "by_outcome": plan.by_outcome(),
+        },
+    });
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn table(plan: &Plan, settings: &Settings) -> String {
+    let shown: Vec<_> = plan
+        .items
+        .iter()
+        .filter(|item| settings.show_all || item.verdict != Verdict::Healthy)
+        .collect();
+    let mut out = String::new();
+    if !shown.is_empty() {
+        let mut table = Table::new();
+        table
+            .load_style(presets::UTF8_HORIZONTAL_ONLY)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+        if settings.color {
+            table.enforce_styling();
+        } else {
+            table.force_no_tty();
+        }
+        let mut header = vec![
+            "EXECUTION",
+            "AGENT",
+            "VERDICT",
+            "ACTION",
+            "AGE",
+            "TIMEOUT",
+            "REASON",
+        ];
+        if settings.apply {
+            header.push("OUTCOME");
+        }
+        table.set_header(header);
+        for item in shown {
+            let mut row = vec![
+                Cell::new(&item.execution_id),
+                Cell::new(item.agent.as_deref().unwrap_or("-")),
+                paint(
+                    Cell::new(item.verdict.as_str()),
+                    verdict_color(item.verdict),
+                    settings.color,
+                ),
+                Cell::new(item.action.as_str()),
+                Cell::new(item.age_seconds.map_or("-".to_owned(), seconds)),
+                Cell::new(
+                    item.timeout_seconds
+                        .map_or("-".to_owned(), |t| seconds(t as i64)),
+                ),
+                Cell::new(&item.reason),
+            ];
+            if settings.apply {
+                let outcome = match (item.outcome, &item.error) {
+                    (Some(outcome), Some(error)) => format!("{}: {error}", outcome.as_str()),
+                    (Some(outcome), None) => outcome.as_str().to_owned(),
+                    (None, _) => "-".to_owned(),
+                };
+                row.push(paint(
+                    Cell::new(outcome),
+                    item.outcome.map(outcome_color),
+                    settings.color,
+                ));
+            }
+            table.add_row(row);
+        }
+        let _ = writeln!(out, "{table}");
+    }
+    let unreachable: Vec<_> = plan
+        .agents
+        .iter()
+        .filter(|agent| !agent.reachable)
+        .collect();
+    if !unreachable.is_empty() {
+        let _ = writeln!(
+            out,
+            "Unreachable agents (their executions were left alone):"
+        );
+        for agent in unreachable {
+            let _ = writeln!(
+                out,
+                "  {}: {}",
+                agent.name,
+                agent.error.as_deref().unwrap_or("unknown")
+            );
+        }
+    }
+    let _ = writeln!(out, "{}", summary_line(plan, settings));
+    out
+}
+
+/// One line: counts per verdict, actions, unreachable agents, and what was applied.
+fn summary_line(plan: &Plan, settings: &Settings) -> String {
+    let verdicts = plan.by_verdict();
+    let mut parts = vec![if verdicts.is_empty() {
+        "nothing to report".to_owned()
+    } else {
+        let counts: Vec<_> = verdicts
+            .iter()
+            .map(|(verdict, count)| format!("{count} {verdict}"))
+            .collect();
+        format!("{} items ({})", plan.items.len(), counts.join(", "))
+    }];
+    parts.push(format!(
+        "{} agents asked, {} unreachable",
+        plan.agents.len(),
+        plan.unreachable_agents()
+    ));
+    let actions = plan.action_count();
+    if settings.apply {
+        let outcomes: Vec<_> = plan
+            .by_outcome()
+            .iter()
+            .map(|(outcome, count)| format!("{count} {outcome}"))
+            .collect();
+        parts.push(format!(
+            "applied {actions} actions: {}",
+            if outcomes.is_empty() {
+                "none".to_owned()
+            } else {
+                outcomes.join(", ")
+            }
+        ));
+    } else {
+        parts.push(format!(
+            "{actions} actions planned; dry run, nothing changed (add --apply to act)"
+        ));
+    }
+    if !plan.capacity_checked {
+        parts.push("capacity not checked (no Redis)".to_owned());
+    }
+    let healthy = plan
+        .items
+        .iter()
+        .filter(|item| item.verdict == Verdict::Healthy)
+        .count();
+    if healthy > 0 && !settings.show_all {
+        parts.push(format!("{healthy} healthy not shown (--all)"));
+    }
+    parts.join("; ")
+}
+
+fn seconds(total: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(total.max(0) as u64))
+        .to_string()
+        .replace(' ', "")
+}
+
+fn verdict_color(verdict: Verdict) -> Option<Color> {
+    match verdict {
+        Verdict::Healthy => Some(Color::Green),
+        Verdict::Grace | Verdict::InFlight | Verdict::Untracked => Some(Color::Yellow),
+        Verdict::Unreachable => Some(Color::Magenta),
+        Verdict::Orphaned
+        | Verdict::TimedOut
+        | Verdict::LeakedSlot
+        | Verdict::Zombie
+        | Verdict::Requested => Some(Color::Red),
+    }
+}
+
+fn outcome_color(outcome: Outcome) -> Color {
+    match outcome {
+        Outcome::Applied => Color::Green,
+        Outcome::RaceLost | Outcome::Skipped => Color::Yellow,
+        Outcome::Failed => Color::Red,
+    }
+}
+
+fn paint(cell: Cell, color: Option<Color>, enabled: bool) -> Cell {
+    match color {
+        Some(color) if enabled => cell.fg(color),
+        _ => cell,
+    }
+}
+
+#[allow(dead_code)]
+fn _exhaustive(action: Action) -> &'static str {
+    action.as_str()
+}

@@ -1,0 +1,657 @@
+//! The planner: a pure function from a snapshot, a policy and `now` to a plan. It decides every
+//! verdict of SPEC §3 and never performs I/O, so every rule is unit-tested here.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::snapshot::{AgentAnswer, AgentReport, Row, Slot, Snapshot};
+
+/// A slot younger than this is never called leaked: its row may not be written yet.
+const SLOT_MIN_AGE_SECONDS: f64 = 15.0;
+/// Trinity lets slot metadata expire this long after the execution's timeout.
+const SLOT_TTL_MARGIN_SECONDS: f64 = 300.0;
+const TERMINAL_STATUSES: [&str; 4] = ["success", "failed", "cancelled", "skipped"];
+
+/// The reason written for executions terminated by `kill ID`.
+pub(crate) const OPERATOR_KILL_MESSAGE: &str =
+    "Execution terminated by operator (trinity-watchdog kill)";
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub grace: Duration,
+    pub default_timeout: Duration,
+    /// Empty: every agent.
+    pub agent_filter: BTreeSet<String>,
+    pub scope: Scope,
+}
+
+/// Which part of the plan a command looks at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every verdict.
+    Scan,
+    /// `orphaned` and `leaked_slot` only.
+    Recover,
+    /// `timed_out` and `zombie` only.
+    Kill,
+    /// Exactly these executions, as `requested`.
+    KillIds(Vec<String>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Healthy,
+    Grace,
+    InFlight,
+    Unreachable,
+    Orphaned,
+    TimedOut,
+    LeakedSlot,
+    Zombie,
+    Untracked,
+    Requested,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Healthy => "healthy",
+            Verdict::Grace => "grace",
+            Verdict::InFlight => "in_flight",
+            Verdict::Unreachable => "unreachable",
+            Verdict::Orphaned => "orphaned",
+            Verdict::TimedOut => "timed_out",
+            Verdict::LeakedSlot => "leaked_slot",
+            Verdict::Zombie => "zombie",
+            Verdict::Untracked => "untracked",
+            Verdict::Requested => "requested",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    None,
+    Fail,
+    TerminateAndFail,
+    Terminate,
+    ReleaseSlot,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::None => "none",
+            Action::Fail => "fail",
+            Action::TerminateAndFail => "terminate_and_fail",
+            Action::Terminate => "terminate",
+            Action::ReleaseSlot => "release_slot",
+        }
+    }
+
+    /// The action starts by terminating the process on its agent.
+    pub fn terminates(self) -> bool {
+        matches!(self, Action::TerminateAndFail | Action::Terminate)
+    }
+
+    /// The action marks the running row failed (guarded), then releases its capacity.
+    pub fn fails(self) -> bool {
+        matches!(self, Action::Fail | Action::TerminateAndFail)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Applied,
+    RaceLost,
+    Skipped,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::RaceLost => "race_lost",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutSource {
+    Schedule,
+    Agent,
+    Default,
+}
+
+/// The timeout that applies to a running row, and where it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout {
+    pub seconds: u64,
+    pub source: TimeoutSource,
+}
+
+/// Schedule's `timeout_seconds`, else the agent's `execution_timeout_seconds`, else the default;
+/// a stored 0, negative or NULL value falls through.
+pub fn effective_timeout(schedule: Option<i64>, agent: Option<i64>, default: Duration) -> Timeout {
+    let positive =
+        |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0);
+    if let Some(seconds) = positive(schedule) {
+        Timeout {
+            seconds,
+            source: TimeoutSource::Schedule,
+        }
+    } else if let Some(seconds) = positive(agent) {
+        Timeout {
+            seconds,
+            source: TimeoutSource::Agent,
+        }
+    } else {
+        Timeout {
+            seconds: default.as_secs(),
+            source: TimeoutSource::Default,
+        }
+    }
+}
+
+/// One line of the plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct Item {
+    pub execution_id: String,
+    pub agent: Option<String>,
+    pub verdict: Verdict,
+    pub action: Action,
+    pub reason: String,
+    /// The row's status; `None` when there is no row.
+    pub status: Option<String>,
+    /// `started_at` as stored.
+    pub started_at: Option<String>,
+    pub age_seconds: Option<i64>,
+    pub timeout_seconds: Option<u64>,
+    pub timeout_source: Option<TimeoutSource>,
+    pub outcome: Option<Outcome>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub started: Option<DateTime<Utc>>,
+    /// What the guarded write stores in `error`, for actions that fail the row.
+    #[serde(skip)]
+    pub fail_message: Option<String>,
+}
+
+impl Item {
+    fn new(execution_id: &str, agent: Option<&str>, verdict: Verdict, reason: String) -> Item {
+        Item {
+            execution_id: execution_id.to_owned(),
+            agent: agent.map(str::to_owned),
+            verdict,
+            action: Action::None,
+            reason,
+            status: None,
+            started_at: None,
+            age_seconds: None,
+            timeout_seconds: None,
+            timeout_source: None,
+            outcome: None,
+            error: None,
+            started: None,
+            fail_message: None,
+        }
+    }
+
+    fn with_row(mut self, row: &Row, now: DateTime<Utc>) -> Item {
+        self.status = Some(row.status.clone());
+        self.started_at = Some(row.started_at.clone());
+        self.started = row.started;
+        self.age_seconds = row.started.map(|started| age(now, started).num_seconds());
+        self
+    }
+
+    fn with_action(mut self, action: Action) -> Item {
+        self.action = action;
+        self
+    }
+
+    /// Records how applying this item ended.
+    pub fn finish(&mut self, outcome: Outcome, error: Option<String>) {
+        self.outcome = Some(outcome);
+        self.error = error;
+    }
+}
+
+/// What an agent said, summarised for the output.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentSummary {
+    pub name: String,
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub latency_ms: Option<u64>,
+    pub running: Option<usize>,
+    pub recently_completed: Option<usize>,
+    pub pending: Option<usize>,
+}
+
+impl AgentSummary {
+    fn of(report: &AgentReport) -> AgentSummary {
+        let answer = report.answer.as_ref().ok();
+        let count = |list: Option<&Vec<String>>| list.map(Vec::len);
+        AgentSummary {
+            name: report.name.clone(),
+            reachable: answer.is_some(),
+            error: report.answer.as_ref().err().cloned(),
+            latency_ms: report.latency_ms,
+            running: answer.map(|a| a.running.len()),
+            recently_completed: answer.and_then(|a| count(a.recently_completed.as_ref())),
+            pending: answer.and_then(|a| count(a.pending.as_ref())),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub items: Vec<Item>,
+    pub agents: Vec<AgentSummary>,
+    /// Redis was read: capacity slots were checked.
+    pub capacity_checked: bool,
+}
+
+impl Plan {
+    pub fn action_count(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|item| item.action != Action::None)
+            .count()
+    }
+
+    pub fn unreachable_agents(&self) -> usize {
+        self.agents.iter().filter(|agent| !agent.reachable).count()
+    }
+
+    pub fn by_verdict(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for item in &self.items {
+            *counts.entry(item.verdict.as_str()).or_default() += 1;
+        }
+        counts
+    }
+
+    pub fn by_outcome(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for outcome in self.items.iter().filter_map(|item| item.outcome) {
+            *counts.entry(outcome.as_str()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Builds the plan. Pure: everything it knows comes from its arguments.
+pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
+    let planner = Planner::new(snapshot, policy, now);
+    let mut items = match &policy.scope {
+        Scope::KillIds(ids) => {
+            let unique: BTreeSet<&String> = ids.iter().collect();
+            unique.into_iter().map(|id| planner.requested(id)).collect()
+        }
+        scope => {
+            let mut items = planner.running_rows();
+            items.extend(planner.agent_processes());
+            items.extend(planner.leaked_slots());
+            items.retain(|item| match scope {
+                Scope::Recover => matches!(item.verdict, Verdict::Orphaned | Verdict::LeakedSlot),
+                Scope::Kill => matches!(item.verdict, Verdict::TimedOut | Verdict::Zombie),
+                _ => true,
+            });
+            items
+        }
+    };
+    items.sort_by(|a, b| {
+        (&a.agent, &a.execution_id, a.verdict).cmp(&(&b.agent, &b.execution_id, b.verdict))
+    });
+    Plan {
+        items,
+        agents: snapshot.agents.iter().map(AgentSummary::of).collect(),
+        capacity_checked: snapshot.capacity.is_some(),
+    }
+}
+
+struct Planner<'a> {
+    snapshot: &'a Snapshot,
+    policy: &'a Policy,
+    now: DateTime<Utc>,
+    rows: HashMap<&'a str, &'a Row>,
+    agents: HashMap<&'a str, &'a AgentReport>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(snapshot: &'a Snapshot, policy: &'a Policy, now: DateTime<Utc>) -> Self {
+        Planner {
+            snapshot,
+            policy,
+            now,
+            rows: snapshot
+                .rows
+                .iter()
+                .map(|row| (row.id.as_str(), row))
+                .collect(),
+            agents: snapshot
+                .agents
+                .iter()
+                .map(|agent| (agent.name.as_str(), agent))
+                .collect(),
+        }
+    }
+
+    fn in_scope(&self, agent: &str) -> bool {
+        self.policy.agent_filter.is_empty() || self.policy.agent_filter.contains(agent)
+    }
+
+    fn grace_ms(&self) -> i64 {
+        i64::try_from(self.policy.grace.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn is_in_flight(&self, id: &str) -> bool {
+        self.snapshot
+            .capacity
+            .as_ref()
+            .is_some_and(|c| c.in_flight.contains(id))
+    }
+
+    /// A verdict for every running row that is not leased.
+    fn running_rows(&self) -> Vec<Item> {
+        self.snapshot
+            .rows
+            .iter()
+            .filter(|row| row.status == "running" && !row.leased && self.in_scope(&row.agent))
+            .map(|row| self.running_row(row))
+            .collect()
+    }
+
+    fn running_row(&self, row: &Row) -> Item {
+        let timeout = effective_timeout(
+            row.schedule_timeout,
+            row.agent_timeout,
+            self.policy.default_timeout,
+        );
+        let age_ms = row
+            .started
+            .map(|started| age(self.now, started).num_milliseconds());
+        let item = |verdict, reason| {
+            let mut item =
+                Item::new(&row.id, Some(&row.agent), verdict, reason).with_row(row, self.now);
+            item.timeout_seconds = Some(timeout.seconds);
+            item.timeout_source = Some(timeout.source);
+            item
+        };
+        let unparseable = || {
+            format!(
+                "started_at {:?} does not parse, so its age is unknown",
+                row.started_at
+            )
+        };
+        let answer = match self
+            .agents
+            .get(row.agent.as_str())
+            .map(|report| &report.answer)
+        {
+            Some(Ok(answer)) => answer,
+            Some(Err(reason)) => {
+                return item(Verdict::Unreachable, format!("agent unreachable: {reason}"));
+            }
+            None => return item(Verdict::Unreachable, "agent was not queried".to_owned()),
+        };
+        if answer.runs(&row.id) {
+            let timeout_ms =
+                i64::try_from(timeout.seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+            return match age_ms {
+                None => item(
+                    Verdict::Healthy,
+                    format!("agent runs it; warning: {}", unparseable()),
+                ),
+                Some(age_ms) if age_ms > timeout_ms => {
+                    let minutes = age_ms / 60_000;
+                    let mut timed_out = item(
+                        Verdict::TimedOut,
+                        format!(
+                            "agent runs it {}s past its timeout of {}s",
+                            (age_ms - timeout_ms) / 1000,
+                            timeout.seconds
+                        ),
+                    )
+                    .with_action(Action::TerminateAndFail);
+                    timed_out.fail_message = Some(format!(
+                        "Execution auto-terminated after {minutes} minutes by watchdog (exceeded timeout of {}s)",
+                        timeout.seconds
+                    ));
+                    timed_out
+                }
+                Some(_) => item(
+                    Verdict::Healthy,
+                    "agent runs it within its timeout".to_owned(),
+                ),
+            };
+        }
+        if answer.knows(&row.id) {
+            let list = if answer.pending.iter().flatten().any(|id| *id == row.id) {
+                "pending"
+            } else {
+                "recently completed"
+            };
+            return item(Verdict::Healthy, format!("agent lists it as {list}"));
+        }
+        if age_ms.is_some_and(|age_ms| age_ms < self.grace_ms()) {
+            return item(
+                Verdict::Grace,
+                "agent does not know it yet; still within the grace period".to_owned(),
+            );
+        }
+        if self.is_in_flight(&row.id) {
+            return item(
+                Verdict::InFlight,
+                "a backend worker is still dispatching it (in-flight marker present)".to_owned(),
+            );
+        }
+        let reason = match age_ms {
+            Some(_) => format!("agent '{}' does not know it", row.agent),
+            None => format!("agent '{}' does not know it; {}", row.agent, unparseable()),
+        };
+        let mut orphaned = item(Verdict::Orphaned, reason).with_action(Action::Fail);
+        orphaned.fail_message = Some(orphan_message(&row.agent, answer));
+        orphaned
+    }
+
+    /// Zombies and untracked processes: ids an agent runs that have no running row.
+    fn agent_processes(&self) -> Vec<Item> {
+        let mut items = Vec::new();
+        for report in &self.snapshot.agents {
+            let Ok(answer) = &report.answer else { continue };
+            if !self.in_scope(&report.name) {
+                continue;
+            }
+            for id in &answer.running {
+                match self.rows.get(id.as_str()) {
+                    None => items.push(Item::new(
+                        id,
+                        Some(&report.name),
+                        Verdict::Untracked,
+                        "agent runs it, but it has no row (`kill ID` can end it)".to_owned(),
+                    )),
+                    Some(row) if is_terminal(&row.status) => {
+                        items.push(self.terminal_process(row, &report.name));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        items
+    }
+
+    fn terminal_process(&self, row: &Row, agent: &str) -> Item {
+        // Without completed_at, started_at is the best (earliest) evidence of when it ended.
+        let (ended, known) = match row.completed {
+            Some(completed) => (Some(completed), "completed"),
+            None => (row.started, "started (completed_at unknown)"),
+        };
+        let since_ms = ended.map(|ended| age(self.now, ended).num_milliseconds());
+        let item = |verdict, reason| {
+            Item::new(&row.id, Some(agent), verdict, reason).with_row(row, self.now)
+        };
+        match since_ms {
+            Some(since_ms) if since_ms > self.grace_ms() => item(
+                Verdict::Zombie,
+                format!(
+                    "agent still runs it; row is {} and {known} {}s ago",
+                    row.status,
+                    since_ms / 1000
+                ),
+            )
+            .with_action(Action::Terminate),
+            _ => item(
+                Verdict::Grace,
+                format!(
+                    "agent still lists it; row became {} within the grace period",
+                    row.status
+                ),
+            ),
+        }
+    }
+
+    fn leaked_slots(&self) -> Vec<Item> {
+        let Some(capacity) = &self.snapshot.capacity else {
+            return Vec::new();
+        };
+        capacity
+            .slots
+            .iter()
+            .filter(|slot| self.in_scope(&slot.agent))
+            .filter_map(|slot| self.leaked_slot(slot))
+            .collect()
+    }
+
+    fn leaked_slot(&self, slot: &Slot) -> Option<Item> {
+        if slot.execution_id.starts_with("drain-") {
+            return None;
+        }
+        let held = self.now.timestamp_millis() as f64 / 1000.0 - slot.acquired_at;
+        if held <= SLOT_MIN_AGE_SECONDS {
+            return None;
+        }
+        let reason = match self.rows.get(slot.execution_id.as_str()) {
+            Some(row) if is_terminal(&row.status) => {
+                format!(
+                    "slot held {}s by an execution whose row is {}",
+                    held as i64, row.status
+                )
+            }
+            Some(_) => return None,
+            None if !slot.has_metadata => {
+                format!(
+                    "slot held {}s; no row, and its metadata has expired",
+                    held as i64
+                )
+            }
+            None => {
+                let timeout = slot
+                    .timeout_seconds
+                    .unwrap_or(self.policy.default_timeout.as_secs() as i64);
+                if held <= timeout as f64 + SLOT_TTL_MARGIN_SECONDS {
+                    return None;
+                }
+                format!(
+                    "slot held {}s; no row, and past its timeout of {timeout}s + 300s",
+                    held as i64
+                )
+            }
+        };
+        let mut item = Item::new(
+            &slot.execution_id,
+            Some(&slot.agent),
+            Verdict::LeakedSlot,
+            reason,
+        )
+        .with_action(Action::ReleaseSlot);
+        item.age_seconds = Some(held as i64);
+        item.status = self
+            .rows
+            .get(slot.execution_id.as_str())
+            .map(|row| row.status.clone());
+        Some(item)
+    }
+
+    fn requested(&self, id: &str) -> Item {
+        let row = self.rows.get(id).copied();
+        let runner = self
+            .snapshot
+            .agents
+            .iter()
+            .find(|report| report.answer.as_ref().is_ok_and(|answer| answer.runs(id)));
+        let agent = row
+            .map(|row| row.agent.as_str())
+            .or(runner.map(|report| report.name.as_str()));
+        let Some(agent) = agent else {
+            return Item::new(
+                id,
+                None,
+                Verdict::Requested,
+                "no row and no agent runs it: nothing to terminate".to_owned(),
+            );
+        };
+        let mut item = Item::new(id, Some(agent), Verdict::Requested, String::new());
+        match row {
+            Some(row) if row.status == "running" && !row.leased => {
+                item = item
+                    .with_row(row, self.now)
+                    .with_action(Action::TerminateAndFail);
+                item.reason = "named on the command line; its row is running".to_owned();
+                item.fail_message = Some(OPERATOR_KILL_MESSAGE.to_owned());
+            }
+            Some(row) => {
+                item = item.with_row(row, self.now).with_action(Action::Terminate);
+                item.reason = if row.leased {
+                    "named on the command line; its row is leased by another reaper, so only the process is ended".to_owned()
+                } else {
+                    format!("named on the command line; its row is {}", row.status)
+                };
+            }
+            None => {
+                item = item.with_action(Action::Terminate);
+                item.reason = "named on the command line; it has no row".to_owned();
+            }
+        }
+        item
+    }
+}
+
+/// Trinity's orphan message, naming only the lists the agent actually reported.
+fn orphan_message(agent: &str, answer: &AgentAnswer) -> String {
+    let mut checked = vec!["not running"];
+    if answer.pending.is_some() {
+        checked.push("not pending");
+    }
+    if answer.recently_completed.is_some() {
+        checked.push("not recently completed");
+    }
+    format!(
+        "Execution not tracked by agent '{agent}' ({}) — recovered by watchdog",
+        checked.join(", ")
+    )
+}
+
+fn is_terminal(status: &str) -> bool {
+    TERMINAL_STATUSES.contains(&status)
+}
+
+/// Time since `then`; a time in the future counts as zero.
+fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> chrono::Duration {
+    (now - then).max(chrono::Duration::zero())
+}
+
+#[cfg(test)]
+mod tests;
