@@ -40,17 +40,18 @@ impl ExitCode {
 
     /// One line saying what the code means, as `--help` and README show it.
     pub fn meaning(self) -> &'static str {
+        // Kept under ~90 characters so that `--help` never wraps a row of the table.
         match self {
             ExitCode::Ok => {
-                "done: a dry run printed its plan, or an apply finished with every action applied, race_lost or skipped"
+                "done: a dry run printed its plan, or an apply ended with no action failed"
             }
             ExitCode::Fatal => {
-                "fatal error: configuration, database unreadable or not a Trinity schema, Redis unreachable when configured"
+                "fatal: bad configuration, database unreadable or not Trinity's, Redis unreachable"
             }
             ExitCode::Usage => "usage error: the command line did not parse",
             ExitCode::ActionFailed => "apply finished, but at least one action failed",
             ExitCode::NeedsAttention => {
-                "--exit-code and the plan has at least one action, or an agent is unreachable"
+                "--exit-code, and the plan has an action or an agent is unreachable"
             }
         }
     }

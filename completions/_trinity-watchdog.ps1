@@ -1,0 +1,190 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'trinity-watchdog' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'trinity-watchdog'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'trinity-watchdog' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
+            [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
+            [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')
+            [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Only look at this agent (repeatable)')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long a row the agent does not know is left alone after it started')
+            [CompletionResult]::new('--default-timeout', '--default-timeout', [CompletionResultType]::ParameterName, 'Timeout of a running row whose schedule and agent set none')
+            [CompletionResult]::new('--http-timeout', '--http-timeout', [CompletionResultType]::ParameterName, 'Time limit for each request to an agent')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'How many agents are queried at once')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to color the table')
+            [CompletionResult]::new('--no-redis', '--no-redis', [CompletionResultType]::ParameterName, 'Do not use Redis even if REDIS_URL is set')
+            [CompletionResult]::new('--apply', '--apply', [CompletionResultType]::ParameterName, 'Carry out the plan''s actions (without it nothing is changed)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show healthy executions in the table too')
+            [CompletionResult]::new('--exit-code', '--exit-code', [CompletionResultType]::ParameterName, 'Exit with 4 when the plan has an action or an agent is unreachable')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('scan', 'scan', [CompletionResultType]::ParameterValue, 'Show the full plan: every running execution, agent process and leaked slot, with its verdict')
+            [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Plan only `orphaned` rows and `leaked_slot`s. Never terminates a process')
+            [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'Plan `timed_out` and `zombie` processes, or terminate exactly the executions named')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'trinity-watchdog;scan' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
+            [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
+            [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')
+            [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Only look at this agent (repeatable)')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long a row the agent does not know is left alone after it started')
+            [CompletionResult]::new('--default-timeout', '--default-timeout', [CompletionResultType]::ParameterName, 'Timeout of a running row whose schedule and agent set none')
+            [CompletionResult]::new('--http-timeout', '--http-timeout', [CompletionResultType]::ParameterName, 'Time limit for each request to an agent')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'How many agents are queried at once')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to color the table')
+            [CompletionResult]::new('--no-redis', '--no-redis', [CompletionResultType]::ParameterName, 'Do not use Redis even if REDIS_URL is set')
+            [CompletionResult]::new('--apply', '--apply', [CompletionResultType]::ParameterName, 'Carry out the plan''s actions (without it nothing is changed)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show healthy executions in the table too')
+            [CompletionResult]::new('--exit-code', '--exit-code', [CompletionResultType]::ParameterName, 'Exit with 4 when the plan has an action or an agent is unreachable')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'trinity-watchdog;recover' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
+            [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
+            [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')
+            [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Only look at this agent (repeatable)')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long a row the agent does not know is left alone after it started')
+            [CompletionResult]::new('--default-timeout', '--default-timeout', [CompletionResultType]::ParameterName, 'Timeout of a running row whose schedule and agent set none')
+            [CompletionResult]::new('--http-timeout', '--http-timeout', [CompletionResultType]::ParameterName, 'Time limit for each request to an agent')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'How many agents are queried at once')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to color the table')
+            [CompletionResult]::new('--no-redis', '--no-redis', [CompletionResultType]::ParameterName, 'Do not use Redis even if REDIS_URL is set')
+            [CompletionResult]::new('--apply', '--apply', [CompletionResultType]::ParameterName, 'Carry out the plan''s actions (without it nothing is changed)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show healthy executions in the table too')
+            [CompletionResult]::new('--exit-code', '--exit-code', [CompletionResultType]::ParameterName, 'Exit with 4 when the plan has an action or an agent is unreachable')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'trinity-watchdog;kill' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
+            [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
+            [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')
+            [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Only look at this agent (repeatable)')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long a row the agent does not know is left alone after it started')
+            [CompletionResult]::new('--default-timeout', '--default-timeout', [CompletionResultType]::ParameterName, 'Timeout of a running row whose schedule and agent set none')
+            [CompletionResult]::new('--http-timeout', '--http-timeout', [CompletionResultType]::ParameterName, 'Time limit for each request to an agent')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'How many agents are queried at once')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to color the table')
+            [CompletionResult]::new('--no-redis', '--no-redis', [CompletionResultType]::ParameterName, 'Do not use Redis even if REDIS_URL is set')
+            [CompletionResult]::new('--apply', '--apply', [CompletionResultType]::ParameterName, 'Carry out the plan''s actions (without it nothing is changed)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show healthy executions in the table too')
+            [CompletionResult]::new('--exit-code', '--exit-code', [CompletionResultType]::ParameterName, 'Exit with 4 when the plan has an action or an agent is unreachable')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'trinity-watchdog;completions' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
+            [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
+            [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')
+            [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Only look at this agent (repeatable)')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long a row the agent does not know is left alone after it started')
+            [CompletionResult]::new('--default-timeout', '--default-timeout', [CompletionResultType]::ParameterName, 'Timeout of a running row whose schedule and agent set none')
+            [CompletionResult]::new('--http-timeout', '--http-timeout', [CompletionResultType]::ParameterName, 'Time limit for each request to an agent')
+            [CompletionResult]::new('--concurrency', '--concurrency', [CompletionResultType]::ParameterName, 'How many agents are queried at once')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format of the result on stdout')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to color the table')
+            [CompletionResult]::new('--no-redis', '--no-redis', [CompletionResultType]::ParameterName, 'Do not use Redis even if REDIS_URL is set')
+            [CompletionResult]::new('--apply', '--apply', [CompletionResultType]::ParameterName, 'Carry out the plan''s actions (without it nothing is changed)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Show healthy executions in the table too')
+            [CompletionResult]::new('--exit-code', '--exit-code', [CompletionResultType]::ParameterName, 'Exit with 4 when the plan has an action or an agent is unreachable')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more on stderr (per-agent timings)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'trinity-watchdog;help' {
+            [CompletionResult]::new('scan', 'scan', [CompletionResultType]::ParameterValue, 'Show the full plan: every running execution, agent process and leaked slot, with its verdict')
+            [CompletionResult]::new('recover', 'recover', [CompletionResultType]::ParameterValue, 'Plan only `orphaned` rows and `leaked_slot`s. Never terminates a process')
+            [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'Plan `timed_out` and `zombie` processes, or terminate exactly the executions named')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'trinity-watchdog;help;scan' {
+            break
+        }
+        'trinity-watchdog;help;recover' {
+            break
+        }
+        'trinity-watchdog;help;kill' {
+            break
+        }
+        'trinity-watchdog;help;completions' {
+            break
+        }
+        'trinity-watchdog;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

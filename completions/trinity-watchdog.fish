@@ -1,0 +1,146 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_trinity_watchdog_global_optspecs
+    string join \n db= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= http-timeout= concurrency= apply o/output= all exit-code color= q/quiet v/verbose h/help V/version
+end
+
+function __fish_trinity_watchdog_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_trinity_watchdog_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_trinity_watchdog_using_subcommand
+    set -l cmd (__fish_trinity_watchdog_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l http-timeout -d 'Time limit for each request to an agent' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
+json\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l color -d 'When to color the table' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l all -d 'Show healthy executions in the table too'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s q -l quiet -d 'Print nothing on stderr but errors'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s V -l version -d 'Print version'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -f -a "scan" -d 'Show the full plan: every running execution, agent process and leaked slot, with its verdict'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -f -a "recover" -d 'Plan only `orphaned` rows and `leaked_slot`s. Never terminates a process'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -f -a "kill" -d 'Plan `timed_out` and `zombie` processes, or terminate exactly the executions named'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l http-timeout -d 'Time limit for each request to an agent' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
+json\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l color -d 'When to color the table' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l all -d 'Show healthy executions in the table too'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s q -l quiet -d 'Print nothing on stderr but errors'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s V -l version -d 'Print version'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l http-timeout -d 'Time limit for each request to an agent' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
+json\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l color -d 'When to color the table' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l all -d 'Show healthy executions in the table too'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s q -l quiet -d 'Print nothing on stderr but errors'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s V -l version -d 'Print version'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l http-timeout -d 'Time limit for each request to an agent' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
+json\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l color -d 'When to color the table' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l all -d 'Show healthy executions in the table too'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s q -l quiet -d 'Print nothing on stderr but errors'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s V -l version -d 'Print version'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l http-timeout -d 'Time limit for each request to an agent' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
+json\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l color -d 'When to color the table' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l all -d 'Show healthy executions in the table too'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s q -l quiet -d 'Print nothing on stderr but errors'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand help; and not __fish_seen_subcommand_from scan recover kill completions help" -f -a "scan" -d 'Show the full plan: every running execution, agent process and leaked slot, with its verdict'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand help; and not __fish_seen_subcommand_from scan recover kill completions help" -f -a "recover" -d 'Plan only `orphaned` rows and `leaked_slot`s. Never terminates a process'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand help; and not __fish_seen_subcommand_from scan recover kill completions help" -f -a "kill" -d 'Plan `timed_out` and `zombie` processes, or terminate exactly the executions named'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand help; and not __fish_seen_subcommand_from scan recover kill completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand help; and not __fish_seen_subcommand_from scan recover kill completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

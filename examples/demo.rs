@@ -1,0 +1,113 @@
+//! A small simulated Trinity deployment on this machine — a temp SQLite database with Trinity's
+//! schema, fake agents on loopback whose states cover every verdict, and a redis-server on a free
+//! port when one is on PATH — then the real scan, the apply, and a final scan that finds nothing
+//! left to do. Run it with `cargo run --example demo`.
+#![allow(clippy::print_stdout)] // the demo narrates on stdout
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use harness::*;
+
+fn main() -> std::process::ExitCode {
+    let db = TrinityDb::new();
+    let fleet = Fleet::start();
+    let redis = RedisServer::start();
+
+    // alpha: a current agent image.
+    db.add_agent("alpha", Some(1800));
+    db.add_schedule("nightly-report", "alpha", Some(600));
+    db.add_execution("alpha-healthy", "alpha", "running", &ago(120));
+    db.add_execution_on(
+        "alpha-slow",
+        "alpha",
+        "running",
+        &ago(1260),
+        "nightly-report",
+    );
+    db.add_execution("alpha-zombie", "alpha", "success", &ago(1500));
+    db.add_execution("alpha-queued", "alpha", "running", &ago(300));
+    db.add_execution("alpha-finishing", "alpha", "running", &ago(2400));
+    db.add_execution("alpha-old-done", "alpha", "cancelled", &ago(3600));
+    fleet.set(
+        "alpha",
+        FakeAgent {
+            pending: Some(vec!["alpha-queued".into()]),
+            recently_completed: Some(vec!["alpha-finishing".into()]),
+            ..FakeAgent::running(&["alpha-healthy", "alpha-slow", "alpha-zombie", "alpha-stray"])
+        },
+    );
+    // beta: an older agent image, without pending_ids / recently_completed_ids.
+    db.add_agent("beta", None);
+    db.add_execution("beta-orphan", "beta", "running", &ago(900));
+    db.add_execution("beta-new", "beta", "running", &ago(20));
+    db.add_execution("beta-dispatching", "beta", "running", &ago(300));
+    fleet.set(
+        "beta",
+        FakeAgent {
+            recently_completed: None,
+            pending: None,
+            ..FakeAgent::running(&[])
+        },
+    );
+    // gamma: an agent that answers 500; its long-running row must be left alone.
+    db.add_agent("gamma", None);
+    db.add_execution("gamma-1", "gamma", "running", &ago(3 * 3600));
+    fleet.set("gamma", FakeAgent::answering(Answer::Status(500)));
+
+    let redis_url = redis.as_ref().map(|server| {
+        let mut conn = server.conn();
+        add_slot(
+            &mut conn,
+            "alpha",
+            "alpha-old-done",
+            unix_ago(3600),
+            Some(600),
+        );
+        add_slot(
+            &mut conn,
+            "alpha",
+            "alpha-healthy",
+            unix_ago(120),
+            Some(1800),
+        );
+        add_slot(&mut conn, "alpha", "drain-1", unix_ago(7200), None);
+        add_slot(&mut conn, "beta", "beta-orphan", unix_ago(900), Some(900));
+        set_key(&mut conn, "agent:running:beta", r#"{"id": "beta-orphan"}"#);
+        set_key(&mut conn, "execution:inflight:beta-dispatching", "worker-3");
+        server.url()
+    });
+    if redis_url.is_none() {
+        println!(
+            "(redis-server is not on PATH: the demo runs without Redis, so capacity is not checked)\n"
+        );
+    }
+
+    let template = fleet.template();
+    let watchdog = |extra: &[&str]| {
+        let mut args = vec!["trinity-watchdog"];
+        args.extend_from_slice(extra);
+        println!("$ {}\n", args.join(" "));
+        args.extend(["--db", db.path(), "--agent-url", &template]);
+        match &redis_url {
+            Some(url) => args.extend(["--redis-url", url]),
+            None => args.push("--no-redis"),
+        }
+        let code = trinity_watchdog::run(args);
+        println!("(exit code {})\n", code.code());
+        code
+    };
+
+    watchdog(&["scan", "--all"]);
+    let applied = watchdog(&["scan", "--apply"]);
+    let after = watchdog(&["scan", "--exit-code"]);
+    println!(
+        "The final scan exits 4 only because gamma is still unreachable; it plans no action. \
+         Everything the demo created is removed on exit."
+    );
+    if applied == trinity_watchdog::ExitCode::Ok && after != trinity_watchdog::ExitCode::Fatal {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,578 @@
+//! Real local parts for tests, the demo and the benchmark: a temp SQLite file with Trinity's
+//! schema, a fleet of fake agents served over HTTP on 127.0.0.1:0, and a throwaway redis-server.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use rusqlite::{Connection, params};
+
+pub const SCHEMA: &str = include_str!("trinity_schema.sql");
+
+/// A time `seconds` ago in the backend's own format.
+pub fn ago(seconds: i64) -> String {
+    (Utc::now() - chrono::Duration::seconds(seconds))
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// Unix seconds `seconds` ago, as a slot score.
+pub fn unix_ago(seconds: i64) -> f64 {
+    (Utc::now().timestamp() - seconds) as f64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Database
+
+/// A Trinity SQLite database in a temp directory.
+pub struct TrinityDb {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+/// The columns of a row the tests look at after an apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowState {
+    pub status: String,
+    pub completed_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl TrinityDb {
+    pub fn new() -> TrinityDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("trinity.db");
+        let conn = Connection::open(&path).expect("create db");
+        conn.execute_batch(SCHEMA).expect("schema");
+        TrinityDb { dir, path }
+    }
+
+    pub fn conn(&self) -> Connection {
+        let conn = Connection::open(&self.path).expect("open db");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        // Trinity declares foreign keys but does not enforce them (bundled SQLite would).
+        conn.pragma_update(None, "foreign_keys", false)
+            .expect("foreign keys off");
+        conn
+    }
+
+    pub fn path(&self) -> &str {
+        self.path.to_str().expect("utf-8 path")
+    }
+
+    pub fn add_agent(&self, name: &str, timeout_seconds: Option<i64>) {
+        self.conn()
+            .execute(
+                "INSERT INTO agent_ownership (agent_name, owner_id, created_at, execution_timeout_seconds) VALUES (?1, 1, ?2, ?3)",
+                params![name, ago(86_400), timeout_seconds],
+            )
+            .expect("insert agent");
+    }
+
+    pub fn add_schedule(&self, id: &str, agent: &str, timeout_seconds: Option<i64>) {
+        self.conn()
+            .execute(
+                "INSERT INTO agent_schedules (id, agent_name, name, cron_expression, message, owner_id, created_at, updated_at, timeout_seconds) \
+                 VALUES (?1, ?2, 'nightly', '0 * * * *', 'do it', 1, ?3, ?3, ?4)",
+                params![id, agent, ago(86_400), timeout_seconds],
+            )
+            .expect("insert schedule");
+    }
+
+    /// A row with every NOT NULL column filled; `started_at` is taken as given.
+    pub fn add_execution(&self, id: &str, agent: &str, status: &str, started_at: &str) {
+        self.add_execution_on(id, agent, status, started_at, "__manual__");
+    }
+
+    pub fn add_execution_on(
+        &self,
+        id: &str,
+        agent: &str,
+        status: &str,
+        started_at: &str,
+        schedule_id: &str,
+    ) {
+        let completed = (status != "running" && status != "queued").then(|| ago(600));
+        self.conn()
+            .execute(
+                "INSERT INTO schedule_executions (id, schedule_id, agent_name, status, started_at, completed_at, message, triggered_by, claude_session_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'run the job', 'schedule', 'dispatched')",
+                params![id, schedule_id, agent, status, started_at, completed],
+            )
+            .expect("insert execution");
+    }
+
+    pub fn set(&self, id: &str, assignments: &str) {
+        self.conn()
+            .execute(
+                &format!("UPDATE schedule_executions SET {assignments} WHERE id = ?1"),
+                [id],
+            )
+            .expect("update execution");
+    }
+
+    pub fn row(&self, id: &str) -> RowState {
+        self.conn()
+            .query_row(
+                "SELECT status, completed_at, duration_ms, error FROM schedule_executions WHERE id = ?1",
+                [id],
+                |r| Ok(RowState { status: r.get(0)?, completed_at: r.get(1)?, duration_ms: r.get(2)?, error: r.get(3)? }),
+            )
+            .expect("row exists")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake agents
+
+/// How a fake agent answers `GET /api/executions/running`.
+#[derive(Clone, Debug, Default)]
+pub enum Answer {
+    /// Its lists, as JSON.
+    #[default]
+    Lists,
+    /// This HTTP status with an empty body.
+    Status(u16),
+    /// This body with status 200.
+    Raw(String),
+    /// Never answers in time.
+    Hang,
+    /// A 302 to another URL.
+    Redirect,
+    /// Its lists for the first N requests, then 500.
+    ListsThenFail(usize),
+}
+
+/// How a fake agent answers `POST /api/executions/{id}/terminate`.
+#[derive(Clone, Debug, Default)]
+pub enum OnTerminate {
+    /// Stops the process: removes it from `running`, answers `{"status":"terminated"}`.
+    #[default]
+    Stop,
+    Status(u16),
+    Hang,
+}
+
+/// Runs inside the fake agent at each request, before it answers, with the request's kind
+/// ("running" or "terminate") and the agent itself (`requests` counts its `running` requests): a
+/// test's way to change the world between plan and apply.
+#[derive(Clone)]
+pub struct Hook(pub Arc<HookFn>);
+
+pub type HookFn = dyn Fn(&str, &mut FakeAgent) + Send + Sync;
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FakeAgent {
+    pub running: Vec<String>,
+    /// `None`: an older image without the field.
+    pub recently_completed: Option<Vec<String>>,
+    pub pending: Option<Vec<String>>,
+    pub answer: Answer,
+    pub on_terminate: OnTerminate,
+    pub latency: Duration,
+    pub requests: usize,
+    pub hook: Option<Hook>,
+}
+
+impl FakeAgent {
+    /// A current agent image running these ids.
+    pub fn running(ids: &[&str]) -> FakeAgent {
+        FakeAgent {
+            running: ids.iter().map(|s| s.to_string()).collect(),
+            recently_completed: Some(vec![]),
+            pending: Some(vec![]),
+            ..FakeAgent::default()
+        }
+    }
+
+    pub fn answering(answer: Answer) -> FakeAgent {
+        FakeAgent {
+            answer,
+            ..FakeAgent::running(&[])
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub agent: String,
+    pub method: String,
+    /// The execution id for terminate calls.
+    pub execution: Option<String>,
+    pub token: Option<String>,
+}
+
+#[derive(Default)]
+struct FleetState {
+    agents: HashMap<String, FakeAgent>,
+    calls: Vec<Call>,
+}
+
+/// Many fake agents behind one HTTP server: agent `a` lives at `http://127.0.0.1:PORT/a`.
+pub struct Fleet {
+    pub addr: std::net::SocketAddr,
+    state: Arc<Mutex<FleetState>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type Shared = Arc<Mutex<FleetState>>;
+
+impl Fleet {
+    pub fn start() -> Fleet {
+        let state: Shared = Arc::default();
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind fleet");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = Router::new()
+            .route("/{agent}/api/executions/running", get(running))
+            .route("/{agent}/api/executions/{id}/terminate", post(terminate))
+            .with_state(state.clone());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .expect("serve");
+            });
+            runtime.shutdown_timeout(Duration::from_millis(100));
+        });
+        Fleet {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The `--agent-url` template for this fleet.
+    pub fn template(&self) -> String {
+        format!("http://{}/{{agent}}", self.addr)
+    }
+
+    pub fn set(&self, name: &str, agent: FakeAgent) {
+        self.state
+            .lock()
+            .unwrap()
+            .agents
+            .insert(name.to_owned(), agent);
+    }
+
+    pub fn agent(&self, name: &str) -> FakeAgent {
+        self.state
+            .lock()
+            .unwrap()
+            .agents
+            .get(name)
+            .cloned()
+            .expect("known agent")
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn terminate_calls(&self) -> Vec<(String, String)> {
+        self.calls()
+            .into_iter()
+            .filter(|call| call.method == "POST")
+            .map(|call| (call.agent, call.execution.unwrap_or_default()))
+            .collect()
+    }
+
+    pub fn clear_calls(&self) {
+        self.state.lock().unwrap().calls.clear();
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-trinity-agent-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn running(
+    State(state): State<Shared>,
+    UrlPath(agent): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let fake = {
+        let mut state = state.lock().unwrap();
+        state.calls.push(Call {
+            agent: agent.clone(),
+            method: "GET".into(),
+            execution: None,
+            token: token(&headers),
+        });
+        match state.agents.get_mut(&agent) {
+            Some(fake) => {
+                fake.requests += 1;
+                if let Some(Hook(hook)) = fake.hook.clone() {
+                    hook("running", fake);
+                }
+                fake.clone()
+            }
+            None => return StatusCode::NOT_FOUND.into_response(),
+        }
+    };
+    if !fake.latency.is_zero() {
+        tokio::time::sleep(fake.latency).await;
+    }
+    let lists = || {
+        let mut body = serde_json::json!({
+            "executions": fake.running.iter().map(|id| serde_json::json!({
+                "execution_id": id, "started_at": ago(30), "metadata": {"source": "fake"}
+            })).collect::<Vec<_>>(),
+        });
+        if let Some(ids) = &fake.recently_completed {
+            body["recently_completed_ids"] = serde_json::json!(ids);
+        }
+        if let Some(ids) = &fake.pending {
+            body["pending_ids"] = serde_json::json!(ids);
+        }
+        ([("content-type", "application/json")], body.to_string()).into_response()
+    };
+    match fake.answer {
+        Answer::Lists => lists(),
+        Answer::ListsThenFail(n) if fake.requests <= n => lists(),
+        Answer::ListsThenFail(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Answer::Status(code) => StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::IM_A_TEAPOT)
+            .into_response(),
+        Answer::Raw(body) => Response::new(Body::from(body)),
+        Answer::Hang => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Answer::Redirect => (
+            StatusCode::FOUND,
+            [("location", "http://127.0.0.1:1/elsewhere")],
+        )
+            .into_response(),
+    }
+}
+
+async fn terminate(
+    State(state): State<Shared>,
+    UrlPath((agent, id)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let behaviour = {
+        let mut state = state.lock().unwrap();
+        state.calls.push(Call {
+            agent: agent.clone(),
+            method: "POST".into(),
+            execution: Some(id.clone()),
+            token: token(&headers),
+        });
+        let Some(fake) = state.agents.get_mut(&agent) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        if let Some(Hook(hook)) = fake.hook.clone() {
+            hook("terminate", fake);
+        }
+        if let OnTerminate::Stop = fake.on_terminate {
+            let before = fake.running.len();
+            fake.running.retain(|running| *running != id);
+            if fake.running.len() == before {
+                return (StatusCode::NOT_FOUND, "{\"detail\":\"not found\"}").into_response();
+            }
+        }
+        fake.on_terminate.clone()
+    };
+    match behaviour {
+        OnTerminate::Stop => (
+            [("content-type", "application/json")],
+            "{\"status\":\"terminated\"}",
+        )
+            .into_response(),
+        OnTerminate::Status(code) => StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::IM_A_TEAPOT)
+            .into_response(),
+        OnTerminate::Hang => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis
+
+/// A redis-server of our own on a free port, stopped when dropped.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one, or `None` when redis-server is not on PATH.
+    pub fn start() -> Option<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Option<RedisServer> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for _ in 0..5 {
+            let port = StdListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
+            let mut command = Command::new("redis-server");
+            command
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(extra)
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let mut child = match command.spawn() {
+                Ok(child) => child,
+                Err(_) => return None,
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // lost the port race: try another
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(RedisServer { child, port, dir });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        None
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_connection()
+            .expect("redis connection")
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A slot as Trinity acquires it: ZSET member plus metadata hash.
+pub fn add_slot(
+    redis: &mut redis::Connection,
+    agent: &str,
+    id: &str,
+    acquired: f64,
+    timeout_seconds: Option<i64>,
+) {
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("agent:slots:{agent}"))
+        .arg(acquired)
+        .arg(id)
+        .query(redis)
+        .expect("zadd");
+    if let Some(timeout) = timeout_seconds {
+        let key = format!("agent:slot:{agent}:{id}");
+        let _: () = redis::cmd("HSET")
+            .arg(&key)
+            .arg("timeout_seconds")
+            .arg(timeout)
+            .arg("started_at")
+            .arg(acquired)
+            .query(redis)
+            .expect("hset");
+        let _: () = redis::cmd("EXPIRE")
+            .arg(&key)
+            .arg(timeout + 300)
+            .query(redis)
+            .expect("expire");
+    }
+}
+
+pub fn slot_members(redis: &mut redis::Connection, agent: &str) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg(format!("agent:slots:{agent}"))
+        .arg(0)
+        .arg(-1)
+        .query(redis)
+        .expect("zrange")
+}
+
+pub fn exists(redis: &mut redis::Connection, key: &str) -> bool {
+    redis::cmd("EXISTS").arg(key).query(redis).expect("exists")
+}
+
+pub fn set_key(redis: &mut redis::Connection, key: &str, value: &str) {
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query(redis)
+        .expect("set");
+}
+
+/// A path that is guaranteed not to exist inside `dir`.
+pub fn missing_path(dir: &Path) -> PathBuf {
+    dir.join("no-such-dir").join("trinity.db")
+}
