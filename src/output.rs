@@ -8,9 +8,9 @@ use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
 use serde_json::json;
 
 use crate::cli::OutputFormat;
-use crate::plan::{Action, Outcome, Plan, Scope, Verdict};
+use crate::plan::{Outcome, Plan, Scope, Verdict};
 use crate::settings::Settings;
-use crate::timestamp;
+use crate::timestamp::{self, human_duration};
 
 /// The version of the JSON document; bumped only when a field is renamed or removed.
 pub(crate) const JSON_VERSION: u32 = 1;
@@ -71,7 +71,7 @@ fn table(plan: &Plan, settings: &Settings) -> String {
     if !shown.is_empty() {
         let mut table = Table::new();
         table
-            .load_style(presets::UTF8_HORIZONTAL_ONLY)
+            .load_style(presets::NOTHING)
             .set_content_arrangement(ContentArrangement::Dynamic);
         if settings.color {
             table.enforce_styling();
@@ -101,10 +101,10 @@ fn table(plan: &Plan, settings: &Settings) -> String {
                     settings.color,
                 ),
                 Cell::new(item.action.as_str()),
-                Cell::new(item.age_seconds.map_or("-".to_owned(), seconds)),
+                Cell::new(item.age_seconds.map_or("-".to_owned(), human_duration)),
                 Cell::new(
                     item.timeout_seconds
-                        .map_or("-".to_owned(), |t| seconds(t as i64)),
+                        .map_or("-".to_owned(), |t| human_duration(t as i64)),
                 ),
                 Cell::new(&item.reason),
             ];
@@ -122,7 +122,7 @@ fn table(plan: &Plan, settings: &Settings) -> String {
             }
             table.add_row(row);
         }
-        let _ = writeln!(out, "{table}");
+        let _ = writeln!(out, "{}", table.trim_fmt());
     }
     let unreachable: Vec<_> = plan
         .agents
@@ -198,12 +198,6 @@ fn summary_line(plan: &Plan, settings: &Settings) -> String {
     parts.join("; ")
 }
 
-fn seconds(total: i64) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(total.max(0) as u64))
-        .to_string()
-        .replace(' ', "")
-}
-
 fn verdict_color(verdict: Verdict) -> Option<Color> {
     match verdict {
         Verdict::Healthy => Some(Color::Green),
@@ -230,9 +224,4 @@ fn paint(cell: Cell, color: Option<Color>, enabled: bool) -> Cell {
         Some(color) if enabled => cell.fg(color),
         _ => cell,
     }
-}
-
-#[allow(dead_code)]
-fn _exhaustive(action: Action) -> &'static str {
-    action.as_str()
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::snapshot::{AgentAnswer, AgentReport, Row, Slot, Snapshot};
+use crate::timestamp::human_duration;
 
 /// A slot younger than this is never called leaked: its row may not be written yet.
 const SLOT_MIN_AGE_SECONDS: f64 = 15.0;
@@ -420,9 +421,9 @@ impl<'a> Planner<'a> {
                     let mut timed_out = item(
                         Verdict::TimedOut,
                         format!(
-                            "agent runs it {}s past its timeout of {}s",
-                            (age_ms - timeout_ms) / 1000,
-                            timeout.seconds
+                            "agent runs it {} past its timeout of {}",
+                            human_duration((age_ms - timeout_ms) / 1000),
+                            human_duration(timeout.seconds as i64)
                         ),
                     )
                     .with_action(Action::TerminateAndFail);
@@ -507,9 +508,9 @@ impl<'a> Planner<'a> {
             Some(since_ms) if since_ms > self.grace_ms() => item(
                 Verdict::Zombie,
                 format!(
-                    "agent still runs it; row is {} and {known} {}s ago",
+                    "agent still runs it; row is {} and {known} {} ago",
                     row.status,
-                    since_ms / 1000
+                    human_duration(since_ms / 1000)
                 ),
             )
             .with_action(Action::Terminate),
@@ -546,15 +547,16 @@ impl<'a> Planner<'a> {
         let reason = match self.rows.get(slot.execution_id.as_str()) {
             Some(row) if is_terminal(&row.status) => {
                 format!(
-                    "slot held {}s by an execution whose row is {}",
-                    held as i64, row.status
+                    "slot held {} by an execution whose row is {}",
+                    human_duration(held as i64),
+                    row.status
                 )
             }
             Some(_) => return None,
             None if !slot.has_metadata => {
                 format!(
-                    "slot held {}s; no row, and its metadata has expired",
-                    held as i64
+                    "slot held {}; no row, and its metadata has expired",
+                    human_duration(held as i64)
                 )
             }
             None => {
@@ -565,8 +567,8 @@ impl<'a> Planner<'a> {
                     return None;
                 }
                 format!(
-                    "slot held {}s; no row, and past its timeout of {timeout}s + 300s",
-                    held as i64
+                    "slot held {}; no row, and past its timeout of {timeout}s + 300s",
+                    human_duration(held as i64)
                 )
             }
         };

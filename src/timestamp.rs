@@ -27,6 +27,14 @@ pub(crate) fn format(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// A whole number of seconds for people: `1h1s`, `10m`, `45s`; negative counts as zero.
+pub(crate) fn human_duration(seconds: i64) -> String {
+    let seconds = u64::try_from(seconds).unwrap_or(0);
+    humantime::format_duration(std::time::Duration::from_secs(seconds))
+        .to_string()
+        .replace(' ', "")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +74,14 @@ mod tests {
         ] {
             assert_eq!(parse(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_duration(3601), "1h1s");
+        assert_eq!(human_duration(600), "10m");
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(-5), "0s");
     }
 
     #[test]
