@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_trinity_watchdog_global_optspecs
-    string join \n db= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= http-timeout= concurrency= apply o/output= all exit-code color= q/quiet v/verbose h/help V/version
+    string join \n db= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet v/verbose h/help V/version
 end
 
 function __fish_trinity_watchdog_needs_command
@@ -33,6 +33,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l grace
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
 json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l color -d 'When to color the table' -r -f -a "auto\t''
@@ -40,6 +43,7 @@ always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l all -d 'Show healthy executions in the table too'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s q -l quiet -d 'Print nothing on stderr but errors'
@@ -60,6 +64,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
 json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l color -d 'When to color the table' -r -f -a "auto\t''
@@ -67,6 +74,7 @@ always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l all -d 'Show healthy executions in the table too'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s q -l quiet -d 'Print nothing on stderr but errors'
@@ -82,6 +90,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recove
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
 json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l color -d 'When to color the table' -r -f -a "auto\t''
@@ -89,6 +100,7 @@ always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l all -d 'Show healthy executions in the table too'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s q -l quiet -d 'Print nothing on stderr but errors'
@@ -104,6 +116,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
 json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l color -d 'When to color the table' -r -f -a "auto\t''
@@ -111,6 +126,7 @@ always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l all -d 'Show healthy executions in the table too'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s q -l quiet -d 'Print nothing on stderr but errors'
@@ -126,6 +142,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand comple
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s o -l output -d 'Output format of the result on stdout' -r -f -a "table\t''
 json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l color -d 'When to color the table' -r -f -a "auto\t''
@@ -133,6 +152,7 @@ always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l all -d 'Show healthy executions in the table too'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s q -l quiet -d 'Print nothing on stderr but errors'

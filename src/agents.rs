@@ -18,8 +18,6 @@ use crate::snapshot::{AgentAnswer, AgentReport};
 const PLACEHOLDER: &str = "{agent}";
 /// An agent's answer larger than this is refused rather than buffered.
 pub(crate) const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
-/// The agent sends SIGINT, waits 5 s, then SIGKILL: a terminate gets at least this long.
-const MIN_TERMINATE_TIMEOUT: Duration = Duration::from_secs(15);
 const TOKEN_HEADER: &str = "X-Trinity-Agent-Token";
 /// Everything but RFC 3986's unreserved characters is percent-encoded in an agent name.
 const NAME_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -137,6 +135,7 @@ pub(crate) struct AgentClient {
     template: UrlTemplate,
     secret: Option<String>,
     timeout: Duration,
+    terminate_timeout: Duration,
     concurrency: usize,
 }
 
@@ -152,6 +151,7 @@ impl AgentClient {
             template: settings.agent_url.clone(),
             secret: settings.agent_secret.clone(),
             timeout: settings.http_timeout,
+            terminate_timeout: settings.terminate_timeout,
             concurrency: settings.concurrency,
         })
     }
@@ -205,12 +205,7 @@ impl AgentClient {
             &["api", "executions", id, "terminate"],
         )?;
         let response = self
-            .send(
-                Method::POST,
-                url,
-                agent,
-                self.timeout.max(MIN_TERMINATE_TIMEOUT),
-            )
+            .send(Method::POST, url, agent, self.terminate_timeout)
             .await?;
         match response.status() {
             status if status.is_success() => Ok(Terminated::Yes),

@@ -11,8 +11,14 @@ use crate::settings::redact_url;
 use crate::snapshot::{Capacity, Slot};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for one Redis reply; a local Redis answers in well under a millisecond.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 static RELEASE_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
+static UNLOCK_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("unlock.lua")));
+static REFRESH_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("refresh.lua")));
 
 pub(crate) fn slots_key(agent: &str) -> String {
     format!("agent:slots:{agent}")
@@ -37,6 +43,7 @@ pub(crate) struct Released {
     pub queue_lock: bool,
 }
 
+#[derive(Clone)]
 pub(crate) struct Redis {
     conn: MultiplexedConnection,
     shown: String,
@@ -48,14 +55,12 @@ impl Redis {
         let shown = redact_url(url);
         let client = redis::Client::open(url)
             .map_err(|err| eyre!("invalid Redis URL {shown}: {}", without_secret(&err, url)))?;
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|_| {
-                eyre!(
-                    "Redis at {shown} did not answer within {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                )
-            })?
             .map_err(|err| {
                 eyre!(
                     "cannot connect to Redis at {shown}: {}",
@@ -167,6 +172,65 @@ impl Redis {
             slot: slot == 1,
             queue_lock: queue_lock == 1,
         })
+    }
+}
+
+impl Redis {
+    /// `SET key token NX PX ttl`: `Ok(Err(holder))` when someone else holds the key.
+    pub(crate) async fn try_lock(
+        &mut self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<Result<(), String>> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|err| self.error(err))?;
+        if set.is_some() {
+            return Ok(Ok(()));
+        }
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|err| self.error(err))?;
+        Ok(Err(holder.unwrap_or_else(|| {
+            "a run whose lock just expired".to_owned()
+        })))
+    }
+
+    /// Extends `key`'s time to live only if it still holds `token`; `false` when it does not.
+    pub(crate) async fn refresh_lock(
+        &mut self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let extended: i64 = REFRESH_SCRIPT
+            .key(key)
+            .arg(token)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|err| self.error(err))?;
+        Ok(extended == 1)
+    }
+
+    /// Deletes `key` only if it still holds `token`.
+    pub(crate) async fn unlock(&mut self, key: &str, token: &str) -> Result<()> {
+        let _: i64 = UNLOCK_SCRIPT
+            .key(key)
+            .arg(token)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|err| self.error(err))?;
+        Ok(())
     }
 }
 

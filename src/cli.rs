@@ -102,9 +102,31 @@ pub(crate) struct GlobalArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..), global = true, help_heading = "Policy")]
     pub concurrency: u16,
 
+    /// Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, global = true, help_heading = "Policy")]
+    pub terminate_timeout: Duration,
+
     /// Carry out the plan's actions (without it nothing is changed).
-    #[arg(long, global = true, help_heading = "Policy")]
+    #[arg(long, global = true, help_heading = "Apply")]
     pub apply: bool,
+
+    /// Refuse an apply whose plan has more actions than this (exit 5) unless --force.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 50,
+        global = true,
+        help_heading = "Apply"
+    )]
+    pub max_actions: usize,
+
+    /// Apply even past --max-actions or the systemic-failure brake.
+    #[arg(long, global = true, help_heading = "Apply")]
+    pub force: bool,
+
+    /// Append one JSON line per applied action to this file.
+    #[arg(long, value_name = "PATH", global = true, help_heading = "Apply")]
+    pub audit_log: Option<PathBuf>,
 
     /// Output format of the result on stdout.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table, global = true, help_heading = "Output")]

@@ -15,16 +15,26 @@ pub enum ExitCode {
     ActionFailed,
     /// `--exit-code` was given and the plan has at least one action, or an agent was unreachable.
     NeedsAttention,
+    /// A safety limit (blast-radius cap, systemic-failure brake) refused the apply before it
+    /// changed anything.
+    Refused,
+    /// Another apply holds the lock; nothing was done.
+    Busy,
+    /// Ctrl-C or SIGTERM during an apply: the action in progress finished, the rest did not start.
+    Interrupted,
 }
 
 impl ExitCode {
     /// Every exit code, in numeric order.
-    pub const ALL: [ExitCode; 5] = [
+    pub const ALL: [ExitCode; 8] = [
         ExitCode::Ok,
         ExitCode::Fatal,
         ExitCode::Usage,
         ExitCode::ActionFailed,
         ExitCode::NeedsAttention,
+        ExitCode::Refused,
+        ExitCode::Busy,
+        ExitCode::Interrupted,
     ];
 
     /// The number the process exits with.
@@ -35,6 +45,9 @@ impl ExitCode {
             ExitCode::Usage => 2,
             ExitCode::ActionFailed => 3,
             ExitCode::NeedsAttention => 4,
+            ExitCode::Refused => 5,
+            ExitCode::Busy => 6,
+            ExitCode::Interrupted => 130,
         }
     }
 
@@ -52,6 +65,13 @@ impl ExitCode {
             ExitCode::ActionFailed => "apply finished, but at least one action failed",
             ExitCode::NeedsAttention => {
                 "--exit-code, and the plan has an action or an agent is unreachable"
+            }
+            ExitCode::Refused => {
+                "refused: a safety limit stopped the apply before it changed anything"
+            }
+            ExitCode::Busy => "busy: another apply holds the lock; nothing was done",
+            ExitCode::Interrupted => {
+                "interrupted during an apply: the action in progress finished, the rest did not start"
             }
         }
     }

@@ -4,13 +4,16 @@
 
 mod agents;
 mod apply;
+mod audit;
 mod capacity;
 mod cli;
 mod commands;
 mod exit_code;
 mod gather;
+mod lock;
 mod output;
 pub mod plan;
+mod safety;
 mod settings;
 pub mod snapshot;
 mod store;

@@ -46,6 +46,8 @@ fn json(plan: &Plan, scope: &Scope, settings: &Settings, now: DateTime<Utc>) -> 
             "default_timeout_seconds": settings.default_timeout.as_secs(),
             "redis": plan.capacity_checked,
         },
+        "refused": plan.refused,
+        "interrupted": plan.interrupted,
         "agents": plan.agents,
         "items": plan.items,
         "summary": {
@@ -165,7 +167,7 @@ fn summary_line(plan: &Plan, settings: &Settings) -> String {
         plan.unreachable_agents()
     ));
     let actions = plan.action_count();
-    if settings.apply {
+    if settings.apply && plan.refused.is_none() {
         let outcomes: Vec<_> = plan
             .by_outcome()
             .iter()
@@ -186,6 +188,14 @@ fn summary_line(plan: &Plan, settings: &Settings) -> String {
     }
     if !plan.capacity_checked {
         parts.push("capacity not checked (no Redis)".to_owned());
+    }
+    if plan.interrupted {
+        parts.push(
+            "INTERRUPTED: actions not started are marked skipped; rerun to finish".to_owned(),
+        );
+    }
+    if plan.refused.is_some() {
+        parts.push("REFUSED: nothing was changed (see the message on stderr)".to_owned());
     }
     let healthy = plan
         .items

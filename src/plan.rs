@@ -189,7 +189,12 @@ pub struct Item {
 }
 
 impl Item {
-    fn new(execution_id: &str, agent: Option<&str>, verdict: Verdict, reason: String) -> Item {
+    pub(crate) fn new(
+        execution_id: &str,
+        agent: Option<&str>,
+        verdict: Verdict,
+        reason: String,
+    ) -> Item {
         Item {
             execution_id: execution_id.to_owned(),
             agent: agent.map(str::to_owned),
@@ -262,6 +267,21 @@ pub struct Plan {
     pub agents: Vec<AgentSummary>,
     /// Redis was read: capacity slots were checked.
     pub capacity_checked: bool,
+    /// Counts over every running row, before the command's scope narrowed the items.
+    pub census: Census,
+    /// Why a safety limit refused the apply, if one did.
+    pub refused: Option<String>,
+    /// An interrupt stopped the apply before every action had started.
+    pub interrupted: bool,
+}
+
+/// What the systemic-failure brake looks at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Running rows (not leased) whose agent answered.
+    pub running_on_reachable: usize,
+    /// Of those, the ones that look orphaned.
+    pub orphaned: usize,
 }
 
 impl Plan {
@@ -296,6 +316,7 @@ impl Plan {
 /// Builds the plan. Pure: everything it knows comes from its arguments.
 pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
     let planner = Planner::new(snapshot, policy, now);
+    let mut census = Census::default();
     let mut items = match &policy.scope {
         Scope::KillIds(ids) => {
             let unique: BTreeSet<&String> = ids.iter().collect();
@@ -303,6 +324,13 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
         }
         scope => {
             let mut items = planner.running_rows();
+            for item in items
+                .iter()
+                .filter(|item| item.verdict != Verdict::Unreachable)
+            {
+                census.running_on_reachable += 1;
+                census.orphaned += usize::from(item.verdict == Verdict::Orphaned);
+            }
             items.extend(planner.agent_processes());
             items.extend(planner.leaked_slots());
             items.retain(|item| match scope {
@@ -320,6 +348,9 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
         items,
         agents: snapshot.agents.iter().map(AgentSummary::of).collect(),
         capacity_checked: snapshot.capacity.is_some(),
+        census,
+        refused: None,
+        interrupted: false,
     }
 }
 
@@ -484,7 +515,7 @@ impl<'a> Planner<'a> {
                         Verdict::Untracked,
                         "agent runs it, but it has no row (`kill ID` can end it)".to_owned(),
                     )),
-                    Some(row) if is_terminal(&row.status) => {
+                    Some(row) if is_terminal(&row.status) && !row.leased => {
                         items.push(self.terminal_process(row, &report.name));
                     }
                     Some(_) => {}
@@ -545,7 +576,7 @@ impl<'a> Planner<'a> {
             return None;
         }
         let reason = match self.rows.get(slot.execution_id.as_str()) {
-            Some(row) if is_terminal(&row.status) => {
+            Some(row) if is_terminal(&row.status) && !row.leased => {
                 format!(
                     "slot held {} by an execution whose row is {}",
                     human_duration(held as i64),
@@ -655,5 +686,7 @@ fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> chrono::Duration {
     (now - then).max(chrono::Duration::zero())
 }
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use color_eyre::eyre::{Result, bail};
 use crate::agents::UrlTemplate;
 use crate::cli::{ColorChoice, GlobalArgs, OutputFormat};
 use crate::plan::{Policy, Scope};
+use crate::safety::Limits;
 
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -24,8 +25,11 @@ pub(crate) struct Settings {
     pub grace: Duration,
     pub default_timeout: Duration,
     pub http_timeout: Duration,
+    pub terminate_timeout: Duration,
     pub concurrency: usize,
     pub apply: bool,
+    pub limits: Limits,
+    pub audit_log: Option<PathBuf>,
     pub output: OutputFormat,
     pub show_all: bool,
     pub exit_code: bool,
@@ -43,8 +47,8 @@ impl Settings {
         if args.default_timeout.is_zero() {
             bail!("--default-timeout must be longer than 0s");
         }
-        if args.http_timeout.is_zero() {
-            bail!("--http-timeout must be longer than 0s");
+        if args.http_timeout.is_zero() || args.terminate_timeout.is_zero() {
+            bail!("--http-timeout and --terminate-timeout must be longer than 0s");
         }
         let agent_url = UrlTemplate::parse(&args.agent_url)?;
         let stderr_is_terminal = std::io::stderr().is_terminal();
@@ -68,8 +72,14 @@ impl Settings {
             grace: args.grace,
             default_timeout: args.default_timeout,
             http_timeout: args.http_timeout,
+            terminate_timeout: args.terminate_timeout,
             concurrency: usize::from(args.concurrency),
             apply: args.apply,
+            limits: Limits {
+                max_actions: args.max_actions,
+                force: args.force,
+            },
+            audit_log: args.audit_log.clone(),
             output: args.output,
             show_all: args.all,
             exit_code: args.exit_code,

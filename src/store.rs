@@ -51,6 +51,12 @@ impl Store {
         let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .wrap_err_with(|| format!("cannot open database {}", path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        if writable && conn.is_readonly(rusqlite::MAIN_DB)? {
+            bail!(
+                "database {} is read-only for this user: --apply needs write access",
+                path.display()
+            );
+        }
         let columns = |table: &str| -> Result<HashSet<String>> {
             let mut stmt = conn
                 .prepare("SELECT name FROM pragma_table_info(?1)")

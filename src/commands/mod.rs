@@ -6,23 +6,47 @@ pub(crate) mod recover;
 pub(crate) mod scan;
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use color_eyre::eyre::Result;
 
 use crate::apply;
+use crate::audit::AuditLog;
 use crate::exit_code::ExitCode;
 use crate::gather;
+use crate::lock::{self, Acquired};
 use crate::output;
-use crate::plan::{self, Scope};
+use crate::plan::{self, Outcome, Plan, Scope};
+use crate::safety;
 use crate::settings::Settings;
 
-/// Gathers a snapshot, plans, applies when asked, prints the result and picks the exit code.
+/// Gathers a snapshot, plans, applies when asked (under the lock and the safety limits), prints
+/// the result and picks the exit code.
 pub(crate) fn reconcile(settings: &Settings, scope: Scope) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let mut sources = gather::Sources::open(settings).await?;
+        let mut audit = settings
+            .audit_log
+            .as_deref()
+            .filter(|_| settings.apply)
+            .map(AuditLog::open)
+            .transpose()?;
+        let lock = if settings.apply {
+            match lock::acquire(&settings.db_path, sources.redis.as_mut()).await? {
+                Acquired::Held(lock) => Some(lock),
+                Acquired::Busy(holder) => {
+                    eprintln!("error: {holder}; nothing was done");
+                    return Ok(ExitCode::Busy);
+                }
+            }
+        } else {
+            None
+        };
+
         let snapshot = gather::snapshot(&mut sources, settings, &scope).await?;
         for warning in &snapshot.warnings {
             settings.log.warn(warning);
@@ -30,19 +54,68 @@ pub(crate) fn reconcile(settings: &Settings, scope: Scope) -> Result<ExitCode> {
         let now = chrono::Utc::now();
         let mut plan = plan::plan(&snapshot, &settings.policy(scope.clone()), now);
         if settings.apply {
-            apply::apply(&mut plan, &mut sources, settings).await;
+            match safety::check(&plan, settings.limits) {
+                Err(reason) => {
+                    eprintln!("error: refused: {reason}");
+                    plan.refused = Some(reason);
+                }
+                Ok(()) => {
+                    let interrupted = listen_for_interrupts();
+                    apply::apply(
+                        &mut plan,
+                        &mut sources,
+                        settings,
+                        audit.as_mut(),
+                        &interrupted,
+                    )
+                    .await;
+                }
+            }
         }
-        let rendered = output::render(&plan, &scope, settings, now);
-        write_stdout(&rendered)?;
+        if let Some(lock) = lock
+            && let Err(err) = lock.release(sources.redis.as_mut()).await
+        {
+            settings.log.warn(&format!(
+                "could not release the Redis apply lock (it expires on its own): {err:#}"
+            ));
+        }
+        write_stdout(&output::render(&plan, &scope, settings, now))?;
         Ok(exit_code(&plan, settings))
     })
 }
 
-fn exit_code(plan: &plan::Plan, settings: &Settings) -> ExitCode {
-    if plan
+/// A flag set by Ctrl-C or SIGTERM; installed only for an apply, so a dry run dies at once.
+fn listen_for_interrupts() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        eprintln!("interrupted: finishing the action in progress, starting no new one");
+        set.store(true, Ordering::SeqCst);
+    });
+    flag
+}
+
+fn exit_code(plan: &Plan, settings: &Settings) -> ExitCode {
+    if plan.refused.is_some() {
+        ExitCode::Refused
+    } else if plan.interrupted {
+        ExitCode::Interrupted
+    } else if plan
         .items
         .iter()
-        .any(|item| item.outcome == Some(plan::Outcome::Failed))
+        .any(|item| item.outcome == Some(Outcome::Failed))
     {
         ExitCode::ActionFailed
     } else if settings.exit_code && (plan.action_count() > 0 || plan.unreachable_agents() > 0) {

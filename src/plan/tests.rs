@@ -455,3 +455,41 @@ fn summary_counts() {
     assert_eq!(p.unreachable_agents(), 1);
     assert_eq!(p.by_verdict(), [("healthy", 1), ("orphaned", 1)].into());
 }
+
+#[test]
+fn census_counts_running_rows_on_reachable_agents_before_the_scope() {
+    let rows = vec![
+        row("o1", "a", "running", 600),
+        row("o2", "a", "running", 600),
+        row("h", "a", "running", 1),
+        row("u", "b", "running", 600),
+    ];
+    let down = AgentReport {
+        name: "b".into(),
+        latency_ms: None,
+        answer: Err("down".into()),
+    };
+    let s = snapshot(rows, vec![agent("a", answer(&["h"])), down]);
+    let p = plan(&s, &policy(Scope::Kill), now());
+    assert!(p.items.is_empty());
+    assert_eq!(
+        p.census,
+        Census {
+            running_on_reachable: 3,
+            orphaned: 2
+        }
+    );
+}
+
+#[test]
+fn leased_terminal_rows_get_no_zombie_and_no_slot_release() {
+    let mut done = row("z", "a", "success", 600);
+    done.completed = Some(now() - chrono::Duration::seconds(600));
+    done.leased = true;
+    let mut s = snapshot(vec![done], vec![agent("a", answer(&["z"]))]);
+    s.capacity = Some(Capacity {
+        slots: vec![slot("a", "z", 600.0, true, Some(60))],
+        ..Capacity::default()
+    });
+    assert!(verdicts(&s, Scope::Scan).is_empty());
+}

@@ -189,6 +189,8 @@ pub struct FakeAgent {
     pub answer: Answer,
     pub on_terminate: OnTerminate,
     pub latency: Duration,
+    /// How long a terminate takes before it answers.
+    pub terminate_delay: Duration,
     pub requests: usize,
     pub hook: Option<Hook>,
 }
@@ -418,8 +420,12 @@ async fn terminate(
                 return (StatusCode::NOT_FOUND, "{\"detail\":\"not found\"}").into_response();
             }
         }
-        fake.on_terminate.clone()
+        (fake.on_terminate.clone(), fake.terminate_delay)
     };
+    let (behaviour, delay) = behaviour;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match behaviour {
         OnTerminate::Stop => (
             [("content-type", "application/json")],

@@ -1,7 +1,9 @@
 //! End-to-end tests: the real binary against a real SQLite file, fake agents over HTTP and a
 //! throwaway redis-server.
 
+#[path = "../harness/mod.rs"]
 mod harness;
+mod reliability;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -1,0 +1,222 @@
+//! Property tests: for arbitrary snapshots, the planner never acts on what it must leave alone,
+//! and applying its plan to a model of the world, then planning again, finds nothing to do.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::*;
+use crate::snapshot::{AgentAnswer, AgentReport, Capacity, Row, Slot, Snapshot};
+
+const AGENTS: [&str; 3] = ["a", "b", "c"];
+const STATUSES: [&str; 7] = [
+    "running",
+    "running",
+    "success",
+    "failed",
+    "cancelled",
+    "queued",
+    "pending_retry",
+];
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
+}
+
+fn id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0..12u8).prop_map(|n| format!("x{n}")),
+        Just("drain-1".to_owned())
+    ]
+}
+
+fn row() -> impl Strategy<Value = Row> {
+    (
+        id(),
+        0..3usize,
+        0..7usize,
+        -100i64..5000,
+        prop::option::of(0..5000i64),
+        any::<bool>(),
+        prop::option::of(0i64..2000),
+        prop::option::of(0i64..2000),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                id,
+                agent,
+                status,
+                age,
+                completed_ago,
+                parseable,
+                schedule_timeout,
+                agent_timeout,
+                leased,
+            )| {
+                let started = now() - chrono::Duration::seconds(age);
+                Row {
+                    id,
+                    agent: AGENTS[agent].to_owned(),
+                    status: STATUSES[status].to_owned(),
+                    started_at: if parseable {
+                        crate::timestamp::format(started)
+                    } else {
+                        "garbage".to_owned()
+                    },
+                    started: parseable.then_some(started),
+                    completed: completed_ago.map(|ago| now() - chrono::Duration::seconds(ago)),
+                    schedule_timeout,
+                    agent_timeout,
+                    leased,
+                }
+            },
+        )
+}
+
+fn ids() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(id(), 0..5)
+}
+
+fn answer() -> impl Strategy<Value = Result<AgentAnswer, String>> {
+    prop_oneof![
+        1 => Just(Err("unreachable".to_owned())),
+        4 => (ids(), prop::option::of(ids()), prop::option::of(ids())).prop_map(|(running, recently_completed, pending)| {
+            Ok(AgentAnswer { running, recently_completed, pending })
+        }),
+    ]
+}
+
+fn slot() -> impl Strategy<Value = Slot> {
+    (
+        0..3usize,
+        id(),
+        0.0f64..5000.0,
+        any::<bool>(),
+        prop::option::of(0i64..2000),
+    )
+        .prop_map(
+            |(agent, execution_id, held, has_metadata, timeout_seconds)| Slot {
+                agent: AGENTS[agent].to_owned(),
+                execution_id,
+                acquired_at: now().timestamp() as f64 - held,
+                has_metadata,
+                timeout_seconds,
+            },
+        )
+}
+
+prop_compose! {
+    fn world()(
+        mut rows in prop::collection::vec(row(), 0..12),
+        answers in prop::collection::vec(answer(), 3),
+        slots in prop::option::of(prop::collection::vec(slot(), 0..8)),
+        in_flight in prop::collection::btree_set(id(), 0..3),
+    ) -> Snapshot {
+        // One row per id, as the primary key guarantees.
+        let mut seen = BTreeSet::new();
+        rows.retain(|row| seen.insert(row.id.clone()));
+        let agents = AGENTS.iter().zip(answers).map(|(name, answer)| AgentReport { name: (*name).to_owned(), latency_ms: Some(1), answer }).collect();
+        // A slot lives on its execution's own agent, as Trinity acquires it.
+        let capacity = slots.map(|slots| Capacity {
+            slots: slots.into_iter().map(|mut slot| {
+                if let Some(row) = rows.iter().find(|row| row.id == slot.execution_id) {
+                    slot.agent = row.agent.clone();
+                }
+                slot
+            }).collect(),
+            in_flight,
+        });
+        Snapshot { rows, agents, capacity, warnings: vec![] }
+    }
+}
+
+fn policy(scope: Scope) -> Policy {
+    Policy {
+        grace: Duration::from_secs(60),
+        default_timeout: Duration::from_secs(900),
+        agent_filter: BTreeSet::new(),
+        scope,
+    }
+}
+
+/// Applies every action to the model, as a successful apply would.
+fn apply_to_model(snapshot: &mut Snapshot, plan: &Plan) {
+    for item in plan.items.iter().filter(|item| item.action != Action::None) {
+        let agent = item.agent.clone().unwrap_or_default();
+        let on_agent = |name: &str| name == agent;
+        if item.action.terminates() {
+            let answers = snapshot
+                .agents
+                .iter_mut()
+                .filter(|report| on_agent(&report.name));
+            for answer in answers.filter_map(|report| report.answer.as_mut().ok()) {
+                answer.running.retain(|id| *id != item.execution_id);
+            }
+        }
+        let running = snapshot
+            .rows
+            .iter_mut()
+            .find(|row| row.id == item.execution_id && row.status == "running");
+        if let Some(row) = running.filter(|_| item.action.fails()) {
+            row.status = "failed".to_owned();
+            row.completed = Some(now());
+        }
+        let releases = item.action.fails() || item.action == Action::ReleaseSlot;
+        if let Some(capacity) = snapshot.capacity.as_mut().filter(|_| releases) {
+            capacity
+                .slots
+                .retain(|slot| !(on_agent(&slot.agent) && slot.execution_id == item.execution_id));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn never_acts_on_what_it_must_leave_alone(snapshot in world()) {
+        let plan = plan(&snapshot, &policy(Scope::Scan), now());
+        let row = |id: &str| snapshot.rows.iter().find(|row| row.id == id);
+        let report = |agent: &str| snapshot.agents.iter().find(|report| report.name == agent);
+        for item in plan.items.iter().filter(|item| item.action != Action::None) {
+            prop_assert!(!item.execution_id.starts_with("drain-") || item.verdict != Verdict::LeakedSlot, "{item:?}");
+            let Some(row) = row(&item.execution_id) else { continue };
+            prop_assert!(!row.leased, "leased row acted on: {item:?}");
+            if item.action.fails() {
+                prop_assert_eq!(&row.status, "running", "only running rows are failed");
+                let answer = &report(&row.agent).expect("every agent reports").answer;
+                prop_assert!(answer.is_ok(), "acted on an unreachable agent's row: {:?}", item);
+                let answer = answer.as_ref().expect("checked");
+                let timeout = effective_timeout(row.schedule_timeout, row.agent_timeout, Duration::from_secs(900)).seconds as i64;
+                let within = row.started.is_none_or(|started| (now() - started).num_seconds() <= timeout);
+                prop_assert!(!(answer.knows(&row.id) && within), "acted on a row its agent knows within its timeout: {:?}", item);
+                prop_assert!(!answer.knows(&row.id) || answer.runs(&row.id), "acted on a pending / recently completed row: {:?}", item);
+            }
+        }
+        for item in &plan.items {
+            prop_assert!(!(item.verdict == Verdict::LeakedSlot && item.execution_id.starts_with("drain-")), "drain- member is an item");
+        }
+    }
+
+    #[test]
+    fn applying_the_plan_then_planning_again_finds_nothing_to_do(mut snapshot in world()) {
+        let first = plan(&snapshot, &policy(Scope::Scan), now());
+        apply_to_model(&mut snapshot, &first);
+        let second = plan(&snapshot, &policy(Scope::Scan), now());
+        let left: Vec<_> = second.items.iter().filter(|item| item.action != Action::None).collect();
+        prop_assert!(left.is_empty(), "second plan still acts: {:?}", left);
+    }
+
+    #[test]
+    fn the_answer_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = crate::agents::parse_answer(&bytes);
+    }
+
+    #[test]
+    fn the_answer_parser_never_panics_on_json_like_input(text in r#"\{("executions"|"pending_ids"|"recently_completed_ids"|"execution_id"|\[|\]|\{|\}|:|,|null|1|"x"|""|true)*\}"#) {
+        let _ = crate::agents::parse_answer(text.as_bytes());
+    }
+}
