@@ -1,136 +1,197 @@
-//! Applying a plan: per execution, terminate → guarded write → release capacity, with the
-//! re-check of orphans just before their writes. Every action ends with an outcome on its item;
-//! an interrupt lets the action in progress finish and starts no new one.
+//! Applying a plan. Per execution the order is terminate → guarded write → release capacity, and
+//! capacity is released only after the write won; across executions the work is batched: every
+//! terminate runs concurrently, the guarded writes follow in plan order (one transaction per row),
+//! and the releases go to Redis in one pipeline. Orphans are re-checked with their agents just
+//! before the writes. Every action ends with an outcome on its item; an interrupt lets the work in
+//! progress finish and starts no new write or terminate.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 
 use crate::agents::Terminated;
 use crate::audit::AuditLog;
-use crate::gather::Sources;
+use crate::gather::{Sources, millis};
 use crate::plan::{Action, Item, Outcome, Plan, Verdict};
 use crate::settings::Settings;
 use crate::snapshot::AgentReport;
+use crate::store::FailRow;
 
 const NOT_STARTED: &str = "not started: the apply was interrupted";
+/// Guarded writes committed together (each in its own savepoint): short enough to hold the write
+/// lock only briefly, long enough to spare a commit per row.
+const WRITE_BATCH: usize = 200;
 
-/// Carries out every action of the plan and records each outcome on its item (and in the audit
-/// log). Stops starting new actions once `interrupted` is set.
+/// Carries out every action of the plan, records each outcome on its item and in the audit log.
 pub(crate) async fn apply(
     plan: &mut Plan,
     sources: &mut Sources,
     settings: &Settings,
-    mut audit: Option<&mut AuditLog>,
+    audit: Option<&mut AuditLog>,
     interrupted: &AtomicBool,
 ) {
+    let log = settings.log;
+    let started = Instant::now();
     recheck_orphans(plan, sources).await;
+    log.info(&format!(
+        "apply: re-checked agents of orphans in {} ms",
+        millis(started.elapsed())
+    ));
+
+    let started = Instant::now();
     let mut terminations = terminate_all(plan, sources, settings.concurrency, interrupted).await;
-    for item in plan.items.iter_mut() {
+    log.info(&format!(
+        "apply: {} terminate calls in {} ms",
+        terminations.len(),
+        millis(started.elapsed())
+    ));
+
+    let started = Instant::now();
+    let mut to_write = Vec::new();
+    let mut to_release = Vec::new();
+    for (index, item) in plan.items.iter_mut().enumerate() {
         if item.action == Action::None || item.outcome.is_some() {
             continue;
         }
-        // Let the signal listener run between actions, whatever this loop awaits.
-        tokio::task::yield_now().await;
         let termination = terminations.remove(&item.execution_id);
         if interrupted.load(Ordering::SeqCst) && termination.is_none() {
             item.finish(Outcome::Skipped, Some(NOT_STARTED.to_owned()));
+        } else if !terminated(item, termination) {
+            // The item has its outcome.
+        } else if item.action.fails() {
+            to_write.push(index);
+        } else if item.action == Action::ReleaseSlot {
+            to_release.push(index);
         } else {
-            act(item, termination, sources).await;
+            item.finish(Outcome::Applied, None);
         }
-        settings.log.info(&format!(
-            "{} {} on {}: {}",
-            item.action.as_str(),
-            item.execution_id,
-            item.agent.as_deref().unwrap_or("-"),
-            item.outcome.map_or("-", Outcome::as_str)
-        ));
-        if let Some(Err(err)) = audit.as_deref_mut().map(|audit| audit.record(item)) {
-            settings.log.warn(&format!("{err:#}"));
+    }
+    for chunk in to_write.chunks(WRITE_BATCH) {
+        to_release.extend(write_all(plan, chunk, sources));
+        // Let the signal listener run between batches.
+        tokio::task::yield_now().await;
+    }
+    to_release.sort_unstable();
+    log.info(&format!(
+        "apply: {} guarded writes in {} ms",
+        to_write.len(),
+        millis(started.elapsed())
+    ));
+
+    let started = Instant::now();
+    release_all(plan, &to_release, sources).await;
+    log.info(&format!(
+        "apply: {} releases in {} ms",
+        to_release.len(),
+        millis(started.elapsed())
+    ));
+
+    if let Some(audit) = audit {
+        for item in plan.items.iter().filter(|item| item.outcome.is_some()) {
+            if let Err(err) = audit.record(item) {
+                log.warn(&format!("{err:#}"));
+            }
         }
     }
     plan.interrupted = interrupted.load(Ordering::SeqCst);
 }
 
-/// One item's action, after its terminate (if it needs one) has run.
-async fn act(
-    item: &mut Item,
-    termination: Option<Result<Terminated, String>>,
-    sources: &mut Sources,
-) {
-    if item.action.terminates() {
-        match termination {
-            Some(Ok(Terminated::Yes)) => {}
-            Some(Ok(Terminated::NotRunning)) => {
-                return item.finish(
-                    Outcome::Skipped,
-                    Some(
-                        "agent no longer runs it (terminate answered 404); row left as it is"
-                            .to_owned(),
-                    ),
-                );
-            }
-            Some(Err(reason)) => return item.finish(Outcome::Failed, Some(reason)),
-            None => {
-                return item.finish(
-                    Outcome::Failed,
-                    Some("no agent to terminate it on".to_owned()),
-                );
-            }
-        }
+/// Settles an item's terminate, if it needs one: `true` when the action goes on (no terminate
+/// needed, or it succeeded); otherwise the item has its outcome.
+fn terminated(item: &mut Item, termination: Option<Result<Terminated, String>>) -> bool {
+    if !item.action.terminates() {
+        return true;
     }
-    if item.action.fails() {
-        let message = item.fail_message.clone().unwrap_or_default();
-        let duration_ms = match item.verdict {
-            Verdict::Orphaned => None,
-            _ => item.started.and_then(|started| {
-                let ms = (chrono::Utc::now() - started).num_milliseconds();
-                (0..=i64::from(i32::MAX)).contains(&ms).then_some(ms)
-            }),
-        };
-        match sources
-            .store
-            .fail_running(&item.execution_id, &message, duration_ms)
-        {
-            Err(err) => return item.finish(Outcome::Failed, Some(format!("{err:#}"))),
-            Ok(false) => {
-                return item.finish(
-                    Outcome::RaceLost,
-                    Some("row was no longer running; left as it is".to_owned()),
-                );
-            }
-            Ok(true) => {}
-        }
-    }
-    if item.action.fails() || item.action == Action::ReleaseSlot {
-        release(item, sources).await;
-    } else {
-        item.finish(Outcome::Applied, None);
-    }
+    let (outcome, error) = match termination {
+        Some(Ok(Terminated::Yes)) => return true,
+        Some(Ok(Terminated::NotRunning)) => (
+            Outcome::Skipped,
+            "agent no longer runs it (terminate answered 404); row left as it is".to_owned(),
+        ),
+        Some(Err(reason)) => (Outcome::Failed, reason),
+        None => (Outcome::Failed, "no agent to terminate it on".to_owned()),
+    };
+    item.finish(outcome, Some(error));
+    false
 }
 
-/// Releases the item's capacity (after its guarded write won, or for a leaked slot).
-async fn release(item: &mut Item, sources: &mut Sources) {
-    let (Some(redis), Some(agent)) = (&mut sources.redis, &item.agent) else {
-        item.finish(Outcome::Applied, None);
+/// The guarded writes of these items, committed together; returns the items whose write won and
+/// whose capacity is now to be released. The others have their outcome.
+fn write_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) -> Vec<usize> {
+    let now = chrono::Utc::now();
+    let rows: Vec<FailRow<'_>> = indices
+        .iter()
+        .map(|&index| {
+            let item = &plan.items[index];
+            FailRow {
+                id: &item.execution_id,
+                error: item.fail_message.as_deref().unwrap_or_default(),
+                // An orphan's real end is unknown; otherwise now − started_at, if it fits.
+                duration_ms: match item.verdict {
+                    Verdict::Orphaned => None,
+                    _ => item.started.and_then(|started| {
+                        let ms = (now - started).num_milliseconds();
+                        (0..=i64::from(i32::MAX)).contains(&ms).then_some(ms)
+                    }),
+                },
+            }
+        })
+        .collect();
+    let results = sources.store.fail_running(&rows);
+    let mut won = Vec::new();
+    for (&index, result) in indices.iter().zip(results) {
+        let item = &mut plan.items[index];
+        match result {
+            Ok(true) => won.push(index),
+            Ok(false) => item.finish(
+                Outcome::RaceLost,
+                Some("row was no longer running; left as it is".to_owned()),
+            ),
+            Err(err) => item.finish(Outcome::Failed, Some(err)),
+        }
+    }
+    won
+}
+
+/// Releases the capacity of the given items in one Redis pipeline and settles their outcomes.
+async fn release_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) {
+    let Some(redis) = &mut sources.redis else {
+        for &index in indices {
+            plan.items[index].finish(Outcome::Applied, None);
+        }
         return;
     };
-    match redis.release(agent, &item.execution_id).await {
-        Ok(released) if item.action == Action::ReleaseSlot && !released.slot => {
-            item.finish(
-                Outcome::RaceLost,
-                Some("slot was already released".to_owned()),
-            );
+    let targets: Vec<(&str, &str)> = indices
+        .iter()
+        .map(|&index| {
+            let item = &plan.items[index];
+            (
+                item.agent.as_deref().unwrap_or_default(),
+                item.execution_id.as_str(),
+            )
+        })
+        .collect();
+    let results = redis.release_many(&targets).await;
+    for (&index, result) in indices.iter().zip(results) {
+        let item = &mut plan.items[index];
+        match result {
+            Ok(released) if item.action == Action::ReleaseSlot && !released.slot => {
+                item.finish(
+                    Outcome::RaceLost,
+                    Some("slot was already released".to_owned()),
+                );
+            }
+            Ok(_) => item.finish(Outcome::Applied, None),
+            Err(err) if item.action.fails() => item.finish(
+                Outcome::Failed,
+                Some(format!(
+                    "row marked failed, but its capacity was not released: {err}"
+                )),
+            ),
+            Err(err) => item.finish(Outcome::Failed, Some(err)),
         }
-        Ok(_) => item.finish(Outcome::Applied, None),
-        Err(err) if item.action.fails() => item.finish(
-            Outcome::Failed,
-            Some(format!(
-                "row marked failed, but its capacity was not released: {err:#}"
-            )),
-        ),
-        Err(err) => item.finish(Outcome::Failed, Some(format!("{err:#}"))),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use color_eyre::eyre::{Result, WrapErr, eyre};
+use color_eyre::eyre::{Result, eyre};
 use redis::aio::MultiplexedConnection;
 
 use crate::settings::redact_url;
@@ -157,21 +157,50 @@ impl Redis {
         Ok(Capacity { slots, in_flight })
     }
 
-    /// Removes the slot member and its metadata, and the queue lock if this execution holds it.
-    pub(crate) async fn release(&mut self, agent: &str, id: &str) -> Result<Released> {
-        let (slot, queue_lock): (i64, i64) = RELEASE_SCRIPT
-            .key(slots_key(agent))
-            .key(slot_key(agent, id))
-            .key(queue_lock_key(agent))
-            .arg(id)
-            .invoke_async(&mut self.conn)
-            .await
-            .map_err(|err| self.error(err))
-            .wrap_err_with(|| format!("releasing the capacity of {id} on {agent}"))?;
-        Ok(Released {
-            slot: slot == 1,
-            queue_lock: queue_lock == 1,
-        })
+    /// Releases many executions' capacity in one pipeline of `release.lua` calls: removes each slot
+    /// member and its metadata, and the queue lock if that execution holds it. One result per
+    /// target, in order; a failure of the whole pipeline is every target's error.
+    pub(crate) async fn release_many(
+        &mut self,
+        targets: &[(&str, &str)],
+    ) -> Vec<Result<Released, String>> {
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        if let Err(err) = RELEASE_SCRIPT.load_async(&mut self.conn).await {
+            let message = format!("{:#}", self.error(err));
+            return targets.iter().map(|_| Err(message.clone())).collect();
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (agent, id) in targets {
+            let mut invocation = RELEASE_SCRIPT.prepare_invoke();
+            invocation
+                .key(slots_key(agent))
+                .key(slot_key(agent, id))
+                .key(queue_lock_key(agent))
+                .arg(*id);
+            pipe.invoke_script(&invocation);
+        }
+        let replies: Result<Vec<redis::RedisResult<(i64, i64)>>, _> =
+            pipe.query_async(&mut self.conn).await;
+        match replies {
+            Ok(replies) => replies
+                .into_iter()
+                .map(|reply| {
+                    reply
+                        .map(|(slot, queue_lock)| Released {
+                            slot: slot == 1,
+                            queue_lock: queue_lock == 1,
+                        })
+                        .map_err(|err| format!("{:#}", self.error(err)))
+                })
+                .collect(),
+            Err(err) => {
+                let message = format!("{:#}", self.error(err));
+                targets.iter().map(|_| Err(message.clone())).collect()
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! plain `Snapshot` for the planner. An agent's failure is data in the snapshot, never an abort.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use color_eyre::eyre::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -42,15 +43,30 @@ impl Sources {
     }
 }
 
+/// Where a run spent its time, reported in the JSON output.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub(crate) struct Timings {
+    pub database_ms: u64,
+    pub agents_ms: u64,
+    pub redis_ms: u64,
+    pub apply_ms: u64,
+}
+
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Reads all three sources into one snapshot.
 pub(crate) async fn snapshot(
     sources: &mut Sources,
     settings: &Settings,
     scope: &Scope,
-) -> Result<Snapshot> {
+) -> Result<(Snapshot, Timings)> {
     let mut warnings = Vec::new();
+    let database = Instant::now();
     let mut rows = sources.store.running_rows(&mut warnings)?;
     let agents = agents_to_ask(&rows, sources.store.owned_agents()?, &settings.agent_filter);
+    let mut database_time = database.elapsed();
     let running_ids: Vec<String> = rows
         .iter()
         .filter(|row| {
@@ -71,12 +87,23 @@ pub(crate) async fn snapshot(
     } else {
         ProgressBar::hidden()
     };
-    let (reports, capacity) = tokio::join!(sources.agents.running_all(&agents, &progress), async {
-        match &mut sources.redis {
-            Some(redis) => redis.read(&agents, &running_ids).await.map(Some),
-            None => Ok(None),
+    let ((reports, agents_time), (capacity, redis_time)) = tokio::join!(
+        async {
+            let started = Instant::now();
+            (
+                sources.agents.running_all(&agents, &progress).await,
+                started.elapsed(),
+            )
+        },
+        async {
+            let started = Instant::now();
+            let capacity = match &mut sources.redis {
+                Some(redis) => redis.read(&agents, &running_ids).await.map(Some),
+                None => Ok(None),
+            };
+            (capacity, started.elapsed())
         }
-    });
+    );
     progress.finish_and_clear();
     let capacity = capacity?;
     for report in &reports {
@@ -107,14 +134,25 @@ pub(crate) async fn snapshot(
         mentioned.extend(ids.iter().cloned());
     }
     mentioned.retain(|id| !known.contains(id.as_str()));
+    let lookups = Instant::now();
     rows.extend(sources.store.rows_by_id(&mentioned, &mut warnings)?);
+    database_time += lookups.elapsed();
 
-    Ok(Snapshot {
-        rows,
-        agents: reports,
-        capacity,
-        warnings,
-    })
+    let timings = Timings {
+        database_ms: millis(database_time),
+        agents_ms: millis(agents_time),
+        redis_ms: millis(redis_time),
+        apply_ms: 0,
+    };
+    Ok((
+        Snapshot {
+            rows,
+            agents: reports,
+            capacity,
+            warnings,
+        },
+        timings,
+    ))
 }
 
 /// Every agent with running rows plus every owned agent, limited by `--agent`; agents named with

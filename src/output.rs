@@ -1,29 +1,41 @@
 //! Renderers: the table for people and the JSON document (version 1) for programs, both from the
 //! same `Plan` value.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cli::OutputFormat;
-use crate::plan::{Outcome, Plan, Scope, Verdict};
+use crate::gather::Timings;
+use crate::plan::{AgentSummary, Item, Outcome, Plan, Scope, Verdict};
 use crate::settings::Settings;
 use crate::timestamp::{self, human_duration};
 
 /// The version of the JSON document; bumped only when a field is renamed or removed.
 pub(crate) const JSON_VERSION: u32 = 1;
 
-pub(crate) fn render(
+/// Writes the result in the chosen format. JSON is streamed from the plan, never built whole in
+/// memory first (10 000 items stay cheap).
+pub(crate) fn write(
+    out: &mut dyn std::io::Write,
     plan: &Plan,
     scope: &Scope,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> String {
+    timings: &Timings,
+) -> std::io::Result<()> {
     match settings.output {
-        OutputFormat::Json => json(plan, scope, settings, now),
-        OutputFormat::Table => table(plan, settings),
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(
+                &mut *out,
+                &Document::new(plan, scope, settings, now, timings),
+            )?;
+            out.write_all(b"\n")
+        }
+        OutputFormat::Table => out.write_all(table(plan, settings).as_bytes()),
     }
 }
 
@@ -35,32 +47,70 @@ fn command_name(scope: &Scope) -> &'static str {
     }
 }
 
-fn json(plan: &Plan, scope: &Scope, settings: &Settings, now: DateTime<Utc>) -> String {
-    let document = json!({
-        "version": JSON_VERSION,
-        "command": command_name(scope),
-        "mode": if settings.apply { "apply" } else { "dry_run" },
-        "generated_at": timestamp::format(now),
-        "settings": {
-            "grace_seconds": settings.grace.as_secs(),
-            "default_timeout_seconds": settings.default_timeout.as_secs(),
-            "redis": plan.capacity_checked,
-        },
-        "refused": plan.refused,
-        "interrupted": plan.interrupted,
-        "agents": plan.agents,
-        "items": plan.items,
-        "summary": {
-            "items": plan.items.len(),
-            "actions": plan.action_count(),
-            "unreachable_agents": plan.unreachable_agents(),
-            "by_verdict": plan.by_verdict(),
-            "by_outcome": plan.by_outcome(),
-        },
-    });
-    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
-    text.push('\n');
-    text
+/// The JSON document, version 1 (README "JSON output").
+#[derive(Serialize)]
+struct Document<'a> {
+    version: u32,
+    command: &'static str,
+    mode: &'static str,
+    generated_at: String,
+    settings: DocumentSettings,
+    refused: &'a Option<String>,
+    interrupted: bool,
+    agents: &'a [AgentSummary],
+    items: &'a [Item],
+    summary: Summary,
+    timings: &'a Timings,
+}
+
+#[derive(Serialize)]
+struct DocumentSettings {
+    grace_seconds: u64,
+    default_timeout_seconds: u64,
+    redis: bool,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    items: usize,
+    actions: usize,
+    unreachable_agents: usize,
+    by_verdict: BTreeMap<&'static str, usize>,
+    by_outcome: BTreeMap<&'static str, usize>,
+}
+
+impl<'a> Document<'a> {
+    fn new(
+        plan: &'a Plan,
+        scope: &Scope,
+        settings: &Settings,
+        now: DateTime<Utc>,
+        timings: &'a Timings,
+    ) -> Self {
+        Document {
+            version: JSON_VERSION,
+            command: command_name(scope),
+            mode: if settings.apply { "apply" } else { "dry_run" },
+            generated_at: timestamp::format(now),
+            settings: DocumentSettings {
+                grace_seconds: settings.grace.as_secs(),
+                default_timeout_seconds: settings.default_timeout.as_secs(),
+                redis: plan.capacity_checked,
+            },
+            refused: &plan.refused,
+            interrupted: plan.interrupted,
+            agents: &plan.agents,
+            items: &plan.items,
+            summary: Summary {
+                items: plan.items.len(),
+                actions: plan.action_count(),
+                unreachable_agents: plan.unreachable_agents(),
+                by_verdict: plan.by_verdict(),
+                by_outcome: plan.by_outcome(),
+            },
+            timings,
+        }
+    }
 }
 
 fn table(plan: &Plan, settings: &Settings) -> String {

@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+use color_eyre::eyre::{Result, WrapErr, bail};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::snapshot::Row;
 use crate::timestamp;
@@ -186,25 +186,53 @@ impl Store {
         Ok(names.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The only write: marks one running row failed. `Ok(false)` means the guard did not match
-    /// (the row is no longer running): someone else got there first.
-    pub(crate) fn fail_running(
-        &self,
-        id: &str,
-        error: &str,
-        duration_ms: Option<i64>,
-    ) -> Result<bool> {
+    /// The only write: marks running rows failed, each guarded by `status = 'running'`.
+    ///
+    /// The rows are committed together, each inside its own savepoint: a row whose update fails
+    /// is rolled back alone and never costs the others. Per row: `Ok(true)` the write won,
+    /// `Ok(false)` the guard did not match (someone else got there first), `Err` why it failed —
+    /// for every row when the commit itself fails, since then none of them was written.
+    pub(crate) fn fail_running(&mut self, rows: &[FailRow<'_>]) -> Vec<Result<bool, String>> {
+        let path = self.path.display().to_string();
+        let failed = |err: rusqlite::Error| format!("cannot mark it failed in {path}: {err}");
         let completed_at = timestamp::format(chrono::Utc::now());
-        let changed = self
+        let mut tx = match self
             .conn
-            .prepare_cached(
-                "UPDATE schedule_executions SET status = 'failed', completed_at = ?1, duration_ms = ?2, error = ?3 \
-                 WHERE id = ?4 AND status = 'running'",
-            )?
-            .execute(params![completed_at, duration_ms, error, id])
-            .map_err(|err| eyre!("cannot mark {id} failed in {}: {err}", self.path.display()))?;
-        Ok(changed == 1)
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(err) => {
+                let message = failed(err);
+                return rows.iter().map(|_| Err(message.clone())).collect();
+            }
+        };
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            let result = tx.savepoint().and_then(|savepoint| {
+                let changed = savepoint
+                    .prepare_cached(
+                        "UPDATE schedule_executions SET status = 'failed', completed_at = ?1, duration_ms = ?2, error = ?3 \
+                         WHERE id = ?4 AND status = 'running'",
+                    )?
+                    .execute(params![completed_at, row.duration_ms, row.error, row.id])?;
+                savepoint.commit()?;
+                Ok(changed == 1)
+            });
+            results.push(result.map_err(failed));
+        }
+        if let Err(err) = tx.commit() {
+            let message = failed(err);
+            return results.into_iter().map(|_| Err(message.clone())).collect();
+        }
+        results
     }
+}
+
+/// One guarded write: the row and what to store in it.
+pub(crate) struct FailRow<'a> {
+    pub id: &'a str,
+    pub error: &'a str,
+    pub duration_ms: Option<i64>,
 }
 
 fn parse_row(row: &rusqlite::Row<'_>) -> std::result::Result<Row, String> {

@@ -15,7 +15,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> Result<ExitCode> {
-    super::write_stdout(&script(args.shell))?;
+    super::to_stdout(|out| out.write_all(script(args.shell).as_bytes()))?;
     Ok(ExitCode::Ok)
 }
 

@@ -47,7 +47,7 @@ pub(crate) fn reconcile(settings: &Settings, scope: Scope) -> Result<ExitCode> {
             None
         };
 
-        let snapshot = gather::snapshot(&mut sources, settings, &scope).await?;
+        let (snapshot, mut timings) = gather::snapshot(&mut sources, settings, &scope).await?;
         for warning in &snapshot.warnings {
             settings.log.warn(warning);
         }
@@ -61,6 +61,7 @@ pub(crate) fn reconcile(settings: &Settings, scope: Scope) -> Result<ExitCode> {
                 }
                 Ok(()) => {
                     let interrupted = listen_for_interrupts();
+                    let started = std::time::Instant::now();
                     apply::apply(
                         &mut plan,
                         &mut sources,
@@ -69,6 +70,7 @@ pub(crate) fn reconcile(settings: &Settings, scope: Scope) -> Result<ExitCode> {
                         &interrupted,
                     )
                     .await;
+                    timings.apply_ms = gather::millis(started.elapsed());
                 }
             }
         }
@@ -79,7 +81,7 @@ pub(crate) fn reconcile(settings: &Settings, scope: Scope) -> Result<ExitCode> {
                 "could not release the Redis apply lock (it expires on its own): {err:#}"
             ));
         }
-        write_stdout(&output::render(&plan, &scope, settings, now))?;
+        to_stdout(|out| output::write(out, &plan, &scope, settings, now, &timings))?;
         Ok(exit_code(&plan, settings))
     })
 }
@@ -125,13 +127,12 @@ fn exit_code(plan: &Plan, settings: &Settings) -> ExitCode {
     }
 }
 
-/// Writes the result to stdout; a reader that went away (`| head`) is not an error.
-pub(crate) fn write_stdout(text: &str) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+/// Writes the result to stdout, buffered; a reader that went away (`| head`) is not an error.
+pub(crate) fn to_stdout(
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match write(&mut out).and_then(|()| out.flush()) {
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }

@@ -765,6 +765,17 @@ fn json_document_has_the_stable_shape() {
         doc["summary"],
         serde_json::json!({"items": 1, "actions": 0, "unreachable_agents": 0, "by_verdict": {"healthy": 1}, "by_outcome": {}})
     );
+    assert_eq!(
+        (doc["refused"].clone(), doc["interrupted"].clone()),
+        (Value::Null, Value::Bool(false))
+    );
+    for phase in ["database_ms", "agents_ms", "redis_ms", "apply_ms"] {
+        assert!(
+            doc["timings"][phase].is_u64(),
+            "timings.{phase}: {}",
+            doc["timings"]
+        );
+    }
 }
 
 #[test]

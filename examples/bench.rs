@@ -1,0 +1,509 @@
+//! The fleet-scale benchmark: builds a synthetic Trinity deployment (A agents, R running rows, H
+//! rows of history, agent latency L, a share of orphans and timeouts, a Redis slot for every running
+//! row), runs the real release binary against it as a separate process, and reports wall time, CPU
+//! time and peak RSS (median of several runs) next to the ideal bound ceil(A / concurrency) × L +
+//! the database time. Run with `cargo run --release --example bench -- --help`.
+#![allow(clippy::print_stdout)] // the benchmark reports on stdout
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use harness::*;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Benchmark trinity-watchdog against a synthetic fleet")]
+struct Args {
+    /// Agents.
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    /// Running executions, spread evenly over the agents.
+    #[arg(long, default_value_t = 10_000)]
+    running: usize,
+    /// Terminal rows of history.
+    #[arg(long, default_value_t = 1_000_000)]
+    history: usize,
+    /// Latency of every agent answer, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Share of running rows that are orphaned.
+    #[arg(long, default_value_t = 0.02)]
+    orphans: f64,
+    /// Share of running rows past their timeout.
+    #[arg(long, default_value_t = 0.01)]
+    timeouts: f64,
+    /// --concurrency passed to the tool.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Measured runs per case (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Also measure an --apply of this many orphans on a fresh copy (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    apply_orphans: usize,
+    /// Pass -v to the tool (its phase timings go to stderr) instead of -q.
+    #[arg(long)]
+    verbose: bool,
+    /// Instead of one case: the growth table (A = 10, 100, 1000, 5000), the history comparison
+    /// (H = 10 000 vs the given H) and the concurrency sweep.
+    #[arg(long)]
+    sweep: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kb: i64,
+    database_ms: u64,
+    agents_ms: u64,
+    apply_ms: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let binary = build_binary();
+    println!(
+        "machine: {} cores; binary: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        binary.display()
+    );
+    if args.sweep {
+        sweep(&binary, &args);
+    } else {
+        let deployment = Deployment::build(&args);
+        println!("{}", Report::header());
+        println!("{}", deployment.measure_scan(&binary, &args).row(&args));
+        if args.apply_orphans > 0 {
+            apply(&binary, &args);
+        }
+    }
+}
+
+/// Builds the release binary the benchmark runs (the examples do not depend on it).
+fn build_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--bin", "trinity-watchdog"])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --release failed");
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/trinity-watchdog")
+}
+
+struct Deployment {
+    db: TrinityDb,
+    fleet: Fleet,
+    redis: RedisServer,
+    agents: usize,
+    running: usize,
+    /// Every slot as (agent, execution id, score), to restore Redis for the next apply run.
+    slots: Vec<(String, String, f64)>,
+}
+
+impl Deployment {
+    fn build(args: &Args) -> Deployment {
+        let started = Instant::now();
+        let db = TrinityDb::new();
+        let fleet = Fleet::start();
+        let redis = RedisServer::start().expect("redis-server must be on PATH");
+        let mut conn = db.conn();
+        let tx = conn.transaction().expect("transaction");
+        {
+            let mut agent = tx
+                .prepare("INSERT INTO agent_ownership (agent_name, owner_id, created_at, execution_timeout_seconds) VALUES (?1, 1, ?2, 900)")
+                .expect("prepare");
+            for a in 0..args.agents {
+                agent
+                    .execute(rusqlite::params![agent_name(a), ago(86_400)])
+                    .expect("agent");
+            }
+            let mut history = tx
+                .prepare("INSERT INTO schedule_executions (id, schedule_id, agent_name, status, started_at, completed_at, duration_ms, message, triggered_by) VALUES (?1, '__manual__', ?2, ?3, ?4, ?4, 1000, 'job', 'schedule')")
+                .expect("prepare");
+            let statuses = [
+                "success",
+                "success",
+                "success",
+                "failed",
+                "cancelled",
+                "skipped",
+            ];
+            let old = ago(2 * 86_400);
+            for h in 0..args.history {
+                history
+                    .execute(rusqlite::params![
+                        format!("hist-{h:07}"),
+                        agent_name(h % args.agents),
+                        statuses[h % statuses.len()],
+                        old
+                    ])
+                    .expect("history");
+            }
+        }
+        tx.commit().expect("commit");
+        drop(conn);
+
+        let orphan_every = share_to_stride(args.orphans);
+        let timeout_every = share_to_stride(args.timeouts);
+        let mut per_agent: Vec<Vec<String>> = vec![Vec::new(); args.agents];
+        let mut slots = Vec::new();
+        let mut conn = db.conn();
+        let tx = conn.transaction().expect("transaction");
+        {
+            let mut running = tx
+                .prepare("INSERT INTO schedule_executions (id, schedule_id, agent_name, status, started_at, message, triggered_by, claude_session_id) VALUES (?1, '__manual__', ?2, 'running', ?3, 'job', 'schedule', 'dispatched')")
+                .expect("prepare");
+            for r in 0..args.running {
+                let id = format!("run-{r:06}");
+                let agent = r % args.agents;
+                let orphan = orphan_every.is_some_and(|every| r % every == 0);
+                let timed_out = !orphan && timeout_every.is_some_and(|every| r % every == 1);
+                let age = if timed_out { 3600 } else { 300 };
+                running
+                    .execute(rusqlite::params![id, agent_name(agent), ago(age)])
+                    .expect("running");
+                if !orphan {
+                    per_agent[agent].push(id.clone());
+                }
+                slots.push((agent_name(agent), id, unix_ago(age)));
+            }
+        }
+        tx.commit().expect("commit");
+        seed_slots(&redis, &slots);
+        for (a, ids) in per_agent.iter().enumerate() {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            fleet.set(
+                &agent_name(a),
+                FakeAgent {
+                    latency: Duration::from_millis(args.latency_ms),
+                    ..FakeAgent::running(&ids)
+                },
+            );
+        }
+        eprintln!(
+            "built A={} R={} H={} in {:.1}s",
+            args.agents,
+            args.running,
+            args.history,
+            started.elapsed().as_secs_f64()
+        );
+        Deployment {
+            db,
+            fleet,
+            redis,
+            agents: args.agents,
+            running: args.running,
+            slots,
+        }
+    }
+
+    /// A copy of the database and freshly seeded Redis slots, so an apply starts from the same state.
+    fn reset_for_apply(&self, pristine: &Path) {
+        std::fs::copy(pristine, &self.db.path).expect("copy database");
+        let _: () = redis::cmd("FLUSHALL")
+            .query(&mut self.redis.conn())
+            .expect("flushall");
+        seed_slots(&self.redis, &self.slots);
+    }
+
+    fn command(&self, binary: &Path, args: &Args, extra: &[&str]) -> Command {
+        let mut command = Command::new(binary);
+        command
+            .args(["scan", "-o", "json", if args.verbose { "-v" } else { "-q" }])
+            .args(extra)
+            .args([
+                "--db",
+                self.db.path(),
+                "--agent-url",
+                &self.fleet.template(),
+                "--redis-url",
+                &self.redis.url(),
+            ])
+            .args(["--concurrency", &args.concurrency.to_string()])
+            .env_remove("REDIS_URL");
+        command
+    }
+
+    fn measure_scan(&self, binary: &Path, args: &Args) -> Report {
+        let runs: Vec<Measured> = (0..args.runs.max(1))
+            .map(|_| {
+                let (measured, stdout) = run_measured(self.command(binary, args, &[]));
+                let doc: serde_json::Value = serde_json::from_slice(&stdout).expect("JSON output");
+                let items = doc["summary"]["items"].as_u64().unwrap_or(0) as usize;
+                assert!(
+                    items >= self.running,
+                    "the plan has {items} items for {} running rows",
+                    self.running
+                );
+                assert_eq!(
+                    doc["summary"]["unreachable_agents"], 0,
+                    "every fake agent answers"
+                );
+                measured
+            })
+            .collect();
+        Report {
+            agents: self.agents,
+            runs,
+        }
+    }
+}
+
+/// A Redis slot (member and metadata) for every running row, in one pipeline.
+fn seed_slots(redis: &RedisServer, slots: &[(String, String, f64)]) {
+    let mut pipe = redis::pipe();
+    for (agent, id, score) in slots {
+        pipe.cmd("ZADD")
+            .arg(format!("agent:slots:{agent}"))
+            .arg(*score)
+            .arg(id)
+            .ignore();
+        pipe.cmd("HSET")
+            .arg(format!("agent:slot:{agent}:{id}"))
+            .arg("timeout_seconds")
+            .arg(900)
+            .ignore();
+    }
+    let _: () = pipe.query(&mut redis.conn()).expect("slots");
+}
+
+fn agent_name(index: usize) -> String {
+    format!("agent-{index:05}")
+}
+
+fn share_to_stride(share: f64) -> Option<usize> {
+    (share > 0.0).then(|| (1.0 / share).round().max(1.0) as usize)
+}
+
+/// Runs a command to completion and reads its rusage: wall, user + system CPU, peak RSS.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also reports its rusage
+fn run_measured(mut command: Command) -> (Measured, Vec<u8>) {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(child.stdout.as_mut().expect("stdout"), &mut stdout)
+        .expect("read stdout");
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child, which has not been reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "trinity-watchdog failed: status {status}"
+    );
+    let cpu = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_default();
+    let ms = |key: &str| doc["timings"][key].as_u64().unwrap_or(0);
+    let measured = Measured {
+        wall,
+        cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime),
+        max_rss_kb: usage.ru_maxrss,
+        database_ms: ms("database_ms"),
+        agents_ms: ms("agents_ms"),
+        apply_ms: ms("apply_ms"),
+    };
+    (measured, stdout)
+}
+
+struct Report {
+    agents: usize,
+    runs: Vec<Measured>,
+}
+
+fn median<T: Copy + Ord>(mut values: Vec<T>) -> T {
+    values.sort();
+    values[values.len() / 2]
+}
+
+impl Report {
+    fn header() -> String {
+        "| A | R | H | L ms | conc. | wall ms | CPU ms | peak RSS MB | db ms | agents ms | ideal ms | wall / ideal |\n|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned()
+    }
+
+    fn wall(&self) -> Duration {
+        median(self.runs.iter().map(|m| m.wall).collect())
+    }
+
+    fn row(&self, args: &Args) -> String {
+        let wall = self.wall();
+        let cpu = median(self.runs.iter().map(|m| m.cpu).collect());
+        let rss = median(self.runs.iter().map(|m| m.max_rss_kb).collect());
+        let db = median(self.runs.iter().map(|m| m.database_ms).collect());
+        let agents = median(self.runs.iter().map(|m| m.agents_ms).collect());
+        let rounds = self.agents.div_ceil(args.concurrency) as u64;
+        let ideal = rounds * args.latency_ms + db;
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.2} |",
+            self.agents,
+            args.running,
+            args.history,
+            args.latency_ms,
+            args.concurrency,
+            wall.as_millis(),
+            cpu.as_millis(),
+            rss as f64 / 1024.0,
+            db,
+            agents,
+            ideal,
+            wall.as_millis() as f64 / ideal.max(1) as f64
+        )
+    }
+}
+
+/// An --apply of `apply_orphans` orphans (guarded writes, slot releases, queue-lock scripts) on a
+/// fresh deployment per run.
+fn apply(binary: &Path, args: &Args) {
+    let running = args.running.max(args.apply_orphans * 2);
+    let case = Args {
+        running,
+        orphans: args.apply_orphans as f64 / running as f64,
+        timeouts: 0.0,
+        ..args.clone()
+    };
+    let deployment = Deployment::build(&case);
+    let pristine = deployment.db.dir.path().join("pristine.db");
+    std::fs::copy(&deployment.db.path, &pristine).expect("keep a pristine copy");
+    let mut runs = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        deployment.reset_for_apply(&pristine);
+        let (measured, stdout) =
+            run_measured(deployment.command(binary, &case, &["--apply", "--force"]));
+        let doc: serde_json::Value = serde_json::from_slice(&stdout).expect("JSON output");
+        let applied = doc["summary"]["by_outcome"]["applied"]
+            .as_u64()
+            .unwrap_or(0) as usize;
+        assert_eq!(
+            applied, args.apply_orphans,
+            "every orphan applied: {}",
+            doc["summary"]
+        );
+        runs.push(measured);
+    }
+    let wall = median(runs.iter().map(|m| m.wall).collect());
+    let apply_ms = median(runs.iter().map(|m| m.apply_ms).collect());
+    let cpu = median(runs.iter().map(|m| m.cpu).collect());
+    println!(
+        "\napply of {} orphans (A={}, R={running}, H={}): wall {} ms, of which apply phase {} ms; CPU {} ms",
+        args.apply_orphans,
+        case.agents,
+        case.history,
+        wall.as_millis(),
+        apply_ms,
+        cpu.as_millis()
+    );
+}
+
+fn sweep(binary: &Path, args: &Args) {
+    println!(
+        "\nGrowth with A (R = 10 × A, H = 10 000):\n\n{}",
+        Report::header()
+    );
+    for agents in [10, 100, 1000, 5000] {
+        let case = Args {
+            agents,
+            running: agents * 10,
+            history: 10_000,
+            ..args.clone()
+        };
+        println!(
+            "{}",
+            Deployment::build(&case)
+                .measure_scan(binary, &case)
+                .row(&case)
+        );
+    }
+    println!(
+        "\nHistory does not matter (A = {}, R = {}):\n\n{}",
+        args.agents,
+        args.running,
+        Report::header()
+    );
+    for history in [10_000, args.history] {
+        let case = Args {
+            history,
+            ..args.clone()
+        };
+        println!(
+            "{}",
+            Deployment::build(&case)
+                .measure_scan(binary, &case)
+                .row(&case)
+        );
+    }
+    println!(
+        "\nConcurrency (A = {}, R = {}, H = 10 000, L = {} ms):\n\n{}",
+        args.agents,
+        args.running,
+        args.latency_ms,
+        Report::header()
+    );
+    let deployment = Deployment::build(&Args {
+        history: 10_000,
+        ..args.clone()
+    });
+    for concurrency in [16, 32, 64, 128, 256, 512] {
+        let case = Args {
+            concurrency,
+            history: 10_000,
+            ..args.clone()
+        };
+        println!("{}", deployment.measure_scan(binary, &case).row(&case));
+    }
+    fleet_capacity(&deployment);
+}
+
+/// Shows that the fake fleet is not the bottleneck: requests per second it serves to a client
+/// far more concurrent than the tool.
+fn fleet_capacity(deployment: &Deployment) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = reqwest::Client::new();
+    let requests = 4000;
+    let concurrency = 512;
+    let started = Instant::now();
+    runtime.block_on(async {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(0..requests)
+            .map(|i| {
+                let url = format!(
+                    "http://{}/{}/api/executions/running",
+                    deployment.fleet.addr,
+                    agent_name(i % deployment.agents)
+                );
+                let client = client.clone();
+                async move {
+                    client
+                        .get(url)
+                        .send()
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .filter(|ok| std::future::ready(!ok))
+            .count()
+            .await
+    });
+    let elapsed = started.elapsed();
+    println!(
+        "\nfake fleet capacity: {requests} requests at concurrency {concurrency} in {} ms = {:.0} requests/s (with its latency)",
+        elapsed.as_millis(),
+        requests as f64 / elapsed.as_secs_f64()
+    );
+}
