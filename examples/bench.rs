@@ -48,6 +48,10 @@ struct Args {
     /// Pass -v to the tool (its phase timings go to stderr) instead of -q.
     #[arg(long)]
     verbose: bool,
+    /// Instead of measuring: build the deployment, print the tool's command line (for a profiler)
+    /// and keep the deployment up this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    serve: Option<u64>,
     /// Instead of one case: the growth table (A = 10, 100, 1000, 5000), the history comparison
     /// (H = 10 000 vs the given H) and the concurrency sweep.
     #[arg(long)]
@@ -65,6 +69,10 @@ struct Measured {
 }
 
 fn main() {
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().is_some_and(|first| first == "--measure-rusage") {
+        measure_rusage(raw);
+    }
     let args = Args::parse();
     let binary = build_binary();
     println!(
@@ -72,6 +80,17 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         binary.display()
     );
+    if let Some(seconds) = args.serve {
+        let deployment = Deployment::build(&args);
+        let command = deployment.command(&binary, &args, &[]);
+        let words: Vec<_> = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        println!("{}", words.join(" "));
+        std::thread::sleep(Duration::from_secs(seconds));
+        return;
+    }
     if args.sweep {
         sweep(&binary, &args);
     } else {
@@ -280,42 +299,82 @@ fn share_to_stride(share: f64) -> Option<usize> {
     (share > 0.0).then(|| (1.0 / share).round().max(1.0) as usize)
 }
 
-/// Runs a command to completion and reads its rusage: wall, user + system CPU, peak RSS.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also reports its rusage
-fn run_measured(mut command: Command) -> (Measured, Vec<u8>) {
+/// Runs a command to completion and measures it: wall time here, CPU time and peak RSS from its
+/// rusage. The rusage is read by a small helper process (this program, re-executed in
+/// `--measure-rusage` mode) that forks the command: Linux carries a process's peak RSS over from
+/// the process it was forked from, so forking the tool straight from this large process would
+/// report this process's size, not the tool's.
+fn run_measured(command: Command) -> (Measured, Vec<u8>) {
+    let report = tempfile::NamedTempFile::new().expect("temp file");
+    let mut wrapped = Command::new(std::env::current_exe().expect("own path"));
+    wrapped
+        .arg("--measure-rusage")
+        .arg(report.path())
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
     let started = Instant::now();
-    let mut child = command
-        .stdout(Stdio::piped())
+    let output = wrapped
         .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = Vec::new();
-    std::io::Read::read_to_end(child.stdout.as_mut().expect("stdout"), &mut stdout)
-        .expect("read stdout");
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child, which has not been reaped.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+        .output()
+        .expect("run the measuring helper");
     let wall = started.elapsed();
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "trinity-watchdog failed: status {status}"
+        output.status.success(),
+        "trinity-watchdog failed: {}",
+        output.status
     );
-    let cpu = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    let doc: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_default();
+    let usage = std::fs::read_to_string(report.path()).expect("rusage report");
+    let fields: Vec<i64> = usage
+        .split_whitespace()
+        .map(|f| f.parse().expect("number"))
+        .collect();
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
     let ms = |key: &str| doc["timings"][key].as_u64().unwrap_or(0);
     let measured = Measured {
         wall,
-        cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime),
-        max_rss_kb: usage.ru_maxrss,
+        cpu: Duration::from_micros((fields[0] + fields[1]) as u64),
+        max_rss_kb: fields[2],
         database_ms: ms("database_ms"),
         agents_ms: ms("agents_ms"),
         apply_ms: ms("apply_ms"),
     };
-    (measured, stdout)
+    (measured, output.stdout)
+}
+
+/// The helper: `bench --measure-rusage REPORT PROGRAM ARGS…` runs PROGRAM with inherited stdio,
+/// writes "user_us system_us max_rss_kb" of it to REPORT and exits with its code.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also reports its rusage
+fn measure_rusage(mut args: impl Iterator<Item = std::ffi::OsString>) -> ! {
+    let report = args.next().expect("report path");
+    let program = args.next().expect("program");
+    let child = Command::new(program).args(args).spawn().expect("spawn");
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child, which has not been reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let micros = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
+    std::fs::write(
+        report,
+        format!(
+            "{} {} {}",
+            micros(usage.ru_utime),
+            micros(usage.ru_stime),
+            usage.ru_maxrss
+        ),
+    )
+    .expect("write report");
+    std::process::exit(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        1
+    });
 }
 
 struct Report {

@@ -8,7 +8,6 @@ use futures_util::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 use sha2::Sha256;
 use url::Url;
 
@@ -282,52 +281,78 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
     Ok(body)
 }
 
-/// Parses `GET /api/executions/running`. Strict about types, lenient about absent fields.
+/// `GET /api/executions/running` as agents send it. Unknown fields (`started_at`, `metadata`, …)
+/// are skipped without being built; a `null` list is an absent one.
+#[derive(serde::Deserialize)]
+#[serde(expecting = "a JSON object")]
+struct RawAnswer {
+    #[serde(default)]
+    executions: Option<Vec<RawEntry>>,
+    #[serde(default)]
+    recently_completed_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pending_ids: Option<Vec<String>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(expecting = "an object")]
+struct RawEntry {
+    #[serde(default)]
+    execution_id: Option<String>,
+}
+
+/// Parses `GET /api/executions/running`. Strict about types (a wrong one is named with its path),
+/// lenient about absent fields; entries without an id and empty ids are skipped.
 pub fn parse_answer(body: &[u8]) -> Result<AgentAnswer, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|err| {
-        let start =
-            String::from_utf8_lossy(&body[..body.len().min(40)]).replace(char::is_control, " ");
-        format!("answer is not JSON ({err}); it starts with {start:?}")
-    })?;
-    let Value::Object(object) = value else {
-        return Err("answer is not a JSON object".to_owned());
-    };
-    let executions = match object.get("executions") {
-        None | Some(Value::Null) => return Err("answer has no \"executions\" field".to_owned()),
-        Some(Value::Array(entries)) => entries,
-        Some(_) => return Err("\"executions\" is not a list".to_owned()),
-    };
-    let mut running = Vec::with_capacity(executions.len());
-    for (index, entry) in executions.iter().enumerate() {
-        let Value::Object(entry) = entry else {
-            return Err(format!("executions[{index}] is not an object"));
-        };
-        match entry.get("execution_id") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(id)) if id.is_empty() => {}
-            Some(Value::String(id)) => running.push(id.clone()),
-            Some(_) => return Err(format!("executions[{index}].execution_id is not a string")),
+    let describe = |path: &str, inner: &serde_json::Error| {
+        if inner.is_data() && path == "." {
+            format!("answer is not a JSON object ({inner})")
+        } else if inner.is_data() {
+            format!("{path}: {inner}")
+        } else {
+            let start =
+                String::from_utf8_lossy(&body[..body.len().min(40)]).replace(char::is_control, " ");
+            format!("answer is not JSON ({inner}); it starts with {start:?}")
         }
+    };
+    // Derived structs would also accept an array (positional fields): only an object is an answer.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => "answer is not a JSON object".to_owned(),
+                Err(err) => describe("", &err),
+            },
+        );
     }
-    let id_list = |field: &str| -> Result<Option<Vec<String>>, String> {
-        match object.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(ids)) => ids
-                .iter()
-                .filter(|id| !matches!(id, Value::String(s) if s.is_empty()))
-                .map(|id| match id {
-                    Value::String(id) => Ok(id.clone()),
-                    _ => Err(format!("{field} holds a value that is not a string")),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(_) => Err(format!("\"{field}\" is not a list")),
+    // The fast path; only an invalid answer pays for tracking the path of what was wrong.
+    let raw: RawAnswer = match serde_json::from_slice(body) {
+        Ok(raw) => raw,
+        Err(plain) => {
+            let mut json = serde_json::Deserializer::from_slice(body);
+            return Err(
+                match serde_path_to_error::deserialize::<_, RawAnswer>(&mut json) {
+                    Err(err) => describe(&err.path().to_string(), err.inner()),
+                    Ok(_) => describe(".", &plain),
+                },
+            );
         }
+    };
+    let Some(executions) = raw.executions else {
+        return Err("answer has no \"executions\" field".to_owned());
+    };
+    let non_empty = |ids: Vec<String>| {
+        ids.into_iter()
+            .filter(|id| !id.is_empty())
+            .collect::<Vec<_>>()
     };
     Ok(AgentAnswer {
-        running,
-        recently_completed: id_list("recently_completed_ids")?,
-        pending: id_list("pending_ids")?,
+        running: executions
+            .into_iter()
+            .filter_map(|entry| entry.execution_id)
+            .filter(|id| !id.is_empty())
+            .collect(),
+        recently_completed: raw.recently_completed_ids.map(non_empty),
+        pending: raw.pending_ids.map(non_empty),
     })
 }
 
@@ -367,22 +392,33 @@ mod tests {
         for (body, why) in [
             (&b"<html>oops</html>"[..], "not JSON"),
             (b"[1,2]", "not a JSON object"),
+            (
+                b" [[{\"execution_id\":\"a\"}],null,null]",
+                "not a JSON object",
+            ),
             (b"{}", "no \"executions\""),
             (b"{\"executions\":null}", "no \"executions\""),
-            (b"{\"executions\":{}}", "\"executions\" is not a list"),
-            (b"{\"executions\":[1]}", "executions[0] is not an object"),
+            (
+                b"{\"executions\":{}}",
+                "executions: invalid type: map, expected a sequence",
+            ),
+            (
+                b"{\"executions\":[1]}",
+                "executions[0]: invalid type: integer `1`, expected an object",
+            ),
             (
                 b"{\"executions\":[{\"execution_id\":7}]}",
-                "execution_id is not a string",
+                "executions[0].execution_id: invalid type: integer `7`",
             ),
             (
                 b"{\"executions\":[],\"pending_ids\":\"x\"}",
-                "\"pending_ids\" is not a list",
+                "pending_ids: invalid type: string",
             ),
             (
                 b"{\"executions\":[],\"recently_completed_ids\":[1]}",
-                "recently_completed_ids holds a value",
+                "recently_completed_ids[0]: invalid type: integer",
             ),
+            (b"{\"executions\":[]} trailing", "not JSON"),
             (b"{\"executions\":[", "not JSON"),
         ] {
             let err = parse_answer(body).unwrap_err();

@@ -132,10 +132,7 @@ impl Store {
 
     /// Every `running` row. Rows that cannot be used (no id, no agent) are skipped with a warning.
     pub(crate) fn running_rows(&self, warnings: &mut Vec<String>) -> Result<Vec<Row>> {
-        let sql = format!(
-            "{} WHERE e.status = 'running' ORDER BY e.agent_name, e.started_at",
-            self.row_query
-        );
+        let sql = format!("{} WHERE e.status = 'running'", self.row_query);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query([])?;
         let mut result = Vec::new();

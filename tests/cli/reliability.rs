@@ -415,17 +415,17 @@ fn every_bad_agent_answer_makes_the_agent_unreachable_and_its_rows_safe() {
         (
             "not-a-list",
             Answer::Raw("{\"executions\": {\"a\": 1}}".into()),
-            "\"executions\" is not a list",
+            "executions: invalid type: map, expected a sequence",
         ),
         (
             "id-not-string",
             Answer::Raw("{\"executions\": [{\"execution_id\": 5}]}".into()),
-            "execution_id is not a string",
+            "executions[0].execution_id: invalid type: integer `5`, expected a string",
         ),
         (
             "pending-bad",
             Answer::Raw("{\"executions\": [], \"pending_ids\": [null]}".into()),
-            "pending_ids holds a value that is not a string",
+            "pending_ids[0]: invalid type: null, expected a string",
         ),
         ("huge", Answer::Raw(huge), "larger than"),
         ("redirect", Answer::Redirect, "redirects are not followed"),
