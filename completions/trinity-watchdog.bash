@@ -53,7 +53,7 @@ _trinity__watchdog() {
 
     case "${cmd}" in
         trinity__watchdog)
-            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --verbose --help --version scan recover kill completions help"
+            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version scan recover kill completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,6 +119,10 @@ _trinity__watchdog() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -127,7 +131,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__completions)
-            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --verbose --help --version bash elvish fish powershell zsh"
+            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,6 +195,10 @@ _trinity__watchdog() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -285,7 +293,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__kill)
-            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --verbose --help --version"
+            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -349,6 +357,10 @@ _trinity__watchdog() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -359,7 +371,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__recover)
-            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --verbose --help --version"
+            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -423,6 +435,10 @@ _trinity__watchdog() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -433,7 +449,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__scan)
-            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --verbose --help --version"
+            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -497,6 +513,10 @@ _trinity__watchdog() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_trinity_watchdog_global_optspecs
-    string join \n db= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet v/verbose h/help V/version
+    string join \n db= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet metrics-file= v/verbose h/help V/version
 end
 
 function __fish_trinity_watchdog_needs_command
@@ -41,6 +41,7 @@ json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l color -d 'When to color the table' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
@@ -72,6 +73,7 @@ json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l color -d 'When to color the table' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
@@ -98,6 +100,7 @@ json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l color -d 'When to color the table' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
@@ -124,6 +127,7 @@ json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l color -d 'When to color the table' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
@@ -150,6 +154,7 @@ json\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l color -d 'When to color the table' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l force -d 'Apply even past --max-actions or the systemic-failure brake'

@@ -154,6 +154,10 @@ pub(crate) struct GlobalArgs {
     )]
     pub quiet: bool,
 
+    /// Write the run's figures here in the Prometheus text format (node_exporter textfile collector).
+    #[arg(long, value_name = "PATH", global = true, help_heading = "Output")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Say more on stderr (per-agent timings).
     #[arg(short, long, global = true, help_heading = "Output")]
     pub verbose: bool,
@@ -179,4 +183,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// The full clap command, with the exit-code table appended to `--help`.
 pub(crate) fn command() -> clap::Command {
     Cli::command().after_long_help(format!("Exit codes:\n\n{}", ExitCode::table()))
+}
+
+/// The man page (roff), generated from the same clap definitions as `--help`.
+pub fn man_page() -> String {
+    let mut buffer = Vec::new();
+    // Rendering into memory cannot fail.
+    let _ = clap_mangen::Man::new(command()).render(&mut buffer);
+    String::from_utf8_lossy(&buffer).into_owned()
 }

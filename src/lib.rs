@@ -11,6 +11,7 @@ mod commands;
 mod exit_code;
 mod gather;
 mod lock;
+mod metrics;
 mod output;
 pub mod plan;
 mod safety;
@@ -24,6 +25,7 @@ use std::ffi::OsString;
 use clap::FromArgMatches;
 
 pub use agents::parse_answer;
+pub use cli::man_page;
 pub use commands::completions::script as completion_script;
 pub use exit_code::ExitCode;
 

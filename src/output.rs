@@ -39,14 +39,6 @@ pub(crate) fn write(
     }
 }
 
-fn command_name(scope: &Scope) -> &'static str {
-    match scope {
-        Scope::Scan => "scan",
-        Scope::Recover => "recover",
-        Scope::Kill | Scope::KillIds(_) => "kill",
-    }
-}
-
 /// The JSON document, version 1 (README "JSON output").
 #[derive(Serialize)]
 struct Document<'a> {
@@ -89,7 +81,7 @@ impl<'a> Document<'a> {
     ) -> Self {
         Document {
             version: JSON_VERSION,
-            command: command_name(scope),
+            command: scope.command_name(),
             mode: if settings.apply { "apply" } else { "dry_run" },
             generated_at: timestamp::format(now),
             settings: DocumentSettings {

@@ -42,6 +42,17 @@ pub enum Scope {
     KillIds(Vec<String>),
 }
 
+impl Scope {
+    /// The subcommand that plans this scope.
+    pub fn command_name(&self) -> &'static str {
+        match self {
+            Scope::Scan => "scan",
+            Scope::Recover => "recover",
+            Scope::Kill | Scope::KillIds(_) => "kill",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {

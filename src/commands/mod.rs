@@ -16,6 +16,7 @@ use crate::audit::AuditLog;
 use crate::exit_code::ExitCode;
 use crate::gather;
 use crate::lock::{self, Acquired};
+use crate::metrics;
 use crate::output;
 use crate::plan::{self, Outcome, Plan, Scope};
 use crate::safety;
@@ -24,66 +25,91 @@ use crate::settings::Settings;
 /// Gathers a snapshot, plans, applies when asked (under the lock and the safety limits), prints
 /// the result and picks the exit code.
 pub(crate) fn reconcile(settings: &Settings, scope: Scope) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        let mut sources = gather::Sources::open(settings).await?;
-        let mut audit = settings
-            .audit_log
-            .as_deref()
-            .filter(|_| settings.apply)
-            .map(AuditLog::open)
-            .transpose()?;
-        let lock = if settings.apply {
-            match lock::acquire(&settings.db_path, sources.redis.as_mut()).await? {
-                Acquired::Held(lock) => Some(lock),
-                Acquired::Busy(holder) => {
-                    eprintln!("error: {holder}; nothing was done");
-                    return Ok(ExitCode::Busy);
-                }
-            }
-        } else {
-            None
+    let mut finished_plan = None;
+    let result = runtime.block_on(run(settings, &scope, &mut finished_plan));
+    if let Some(path) = &settings.metrics_file {
+        let figures = metrics::RunFigures {
+            command: scope.command_name(),
+            apply: settings.apply,
+            plan: finished_plan.as_ref(),
+            exit_code: *result.as_ref().unwrap_or(&ExitCode::Fatal),
+            duration_seconds: started.elapsed().as_secs_f64(),
+            finished_at: chrono::Utc::now(),
         };
-
-        let (snapshot, mut timings) = gather::snapshot(&mut sources, settings, &scope).await?;
-        for warning in &snapshot.warnings {
-            settings.log.warn(warning);
+        if let Err(err) = metrics::write(path, &figures) {
+            settings.log.warn(&format!("{err:#}"));
         }
-        let now = chrono::Utc::now();
-        let mut plan = plan::plan(&snapshot, &settings.policy(scope.clone()), now);
-        if settings.apply {
-            match safety::check(&plan, settings.limits) {
-                Err(reason) => {
-                    eprintln!("error: refused: {reason}");
-                    plan.refused = Some(reason);
-                }
-                Ok(()) => {
-                    let interrupted = listen_for_interrupts();
-                    let started = std::time::Instant::now();
-                    apply::apply(
-                        &mut plan,
-                        &mut sources,
-                        settings,
-                        audit.as_mut(),
-                        &interrupted,
-                    )
-                    .await;
-                    timings.apply_ms = gather::millis(started.elapsed());
-                }
+    }
+    result
+}
+
+/// The run itself; leaves its plan in `finished_plan` for the metrics.
+async fn run(
+    settings: &Settings,
+    scope: &Scope,
+    finished_plan: &mut Option<Plan>,
+) -> Result<ExitCode> {
+    let mut sources = gather::Sources::open(settings).await?;
+    let mut audit = settings
+        .audit_log
+        .as_deref()
+        .filter(|_| settings.apply)
+        .map(AuditLog::open)
+        .transpose()?;
+    let lock = if settings.apply {
+        match lock::acquire(&settings.db_path, sources.redis.as_mut()).await? {
+            Acquired::Held(lock) => Some(lock),
+            Acquired::Busy(holder) => {
+                eprintln!("error: {holder}; nothing was done");
+                return Ok(ExitCode::Busy);
             }
         }
-        if let Some(lock) = lock
-            && let Err(err) = lock.release(sources.redis.as_mut()).await
-        {
-            settings.log.warn(&format!(
-                "could not release the Redis apply lock (it expires on its own): {err:#}"
-            ));
+    } else {
+        None
+    };
+
+    let (snapshot, mut timings) = gather::snapshot(&mut sources, settings, scope).await?;
+    for warning in &snapshot.warnings {
+        settings.log.warn(warning);
+    }
+    let now = chrono::Utc::now();
+    let mut plan = plan::plan(&snapshot, &settings.policy(scope.clone()), now);
+    if settings.apply {
+        match safety::check(&plan, settings.limits) {
+            Err(reason) => {
+                eprintln!("error: refused: {reason}");
+                plan.refused = Some(reason);
+            }
+            Ok(()) => {
+                let interrupted = listen_for_interrupts();
+                let started = std::time::Instant::now();
+                apply::apply(
+                    &mut plan,
+                    &mut sources,
+                    settings,
+                    audit.as_mut(),
+                    &interrupted,
+                )
+                .await;
+                timings.apply_ms = gather::millis(started.elapsed());
+            }
         }
-        to_stdout(|out| output::write(out, &plan, &scope, settings, now, &timings))?;
-        Ok(exit_code(&plan, settings))
-    })
+    }
+    if let Some(lock) = lock
+        && let Err(err) = lock.release(sources.redis.as_mut()).await
+    {
+        settings.log.warn(&format!(
+            "could not release the Redis apply lock (it expires on its own): {err:#}"
+        ));
+    }
+    to_stdout(|out| output::write(out, &plan, scope, settings, now, &timings))?;
+    let code = exit_code(&plan, settings);
+    *finished_plan = Some(plan);
+    Ok(code)
 }
 
 /// A flag set by Ctrl-C or SIGTERM; installed only for an apply, so a dry run dies at once.

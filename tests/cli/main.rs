@@ -3,6 +3,7 @@
 
 #[path = "../harness/mod.rs"]
 mod harness;
+mod operations;
 mod reliability;
 
 use std::process::Command;
@@ -1056,12 +1057,12 @@ fn committed_completions_are_up_to_date() {
         assert!(out.stdout.contains("trinity-watchdog"));
         let path = format!("{}/completions/{file}", env!("CARGO_MANIFEST_DIR"));
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        if std::env::var_os("UPDATE_COMPLETIONS").is_some() {
+        if std::env::var_os("UPDATE_GENERATED").is_some() {
             std::fs::write(&path, &out.stdout).unwrap();
         } else {
             assert!(
                 committed == out.stdout,
-                "{path} is stale: run UPDATE_COMPLETIONS=1 cargo test committed_completions"
+                "{path} is stale: run UPDATE_GENERATED=1 cargo test committed_"
             );
         }
     }
