@@ -18,6 +18,8 @@ const PLACEHOLDER: &str = "{agent}";
 /// An agent's answer larger than this is refused rather than buffered.
 pub(crate) const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 const TOKEN_HEADER: &str = "X-Trinity-Agent-Token";
+/// The original error is a nicety: it never holds up an apply for long.
+const LAST_ERROR_TIMEOUT: Duration = Duration::from_secs(3);
 /// Everything but RFC 3986's unreserved characters is percent-encoded in an agent name.
 const NAME_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -194,6 +196,44 @@ impl AgentClient {
             name: agent.to_owned(),
             latency_ms: Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
             answer,
+        }
+    }
+
+    /// `GET /api/executions/{id}/last-error`: the error the agent recorded for an execution, if
+    /// it has one. Optional by design: older images lack the endpoint, and any failure (404,
+    /// timeout, an answer that does not parse) simply means there is none.
+    pub(crate) async fn last_error(&self, agent: &str, id: &str) -> Option<String> {
+        let url = endpoint(
+            &self.template.base_url(agent).ok()?,
+            &["api", "executions", id, "last-error"],
+        )
+        .ok()?;
+        let response = self
+            .send(
+                Method::GET,
+                url,
+                agent,
+                self.timeout.min(LAST_ERROR_TIMEOUT),
+            )
+            .await
+            .ok()?;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct LastError {
+            error_type: Option<String>,
+            error_message: Option<String>,
+        }
+        let body: LastError = serde_json::from_slice(&read_capped(response).await.ok()?).ok()?;
+        let message = body.error_message.filter(|m| !m.trim().is_empty());
+        let kind = body.error_type.filter(|t| !t.trim().is_empty());
+        match (kind, message) {
+            (Some(kind), Some(message)) if !message.starts_with(&kind) => {
+                Some(format!("{kind}: {message}"))
+            }
+            (_, Some(message)) => Some(message),
+            (kind, None) => kind,
         }
     }
 

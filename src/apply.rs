@@ -68,6 +68,15 @@ pub(crate) async fn apply(
             item.finish(Outcome::Applied, None);
         }
     }
+    let originals = last_errors(plan, &to_write, sources, settings.concurrency).await;
+    for &index in &to_write {
+        let item = &mut plan.items[index];
+        if let (Some(original), Some(reason)) =
+            (originals.get(&item.execution_id), &item.fail_message)
+        {
+            item.fail_message = Some(with_original(original, reason));
+        }
+    }
     for chunk in to_write.chunks(WRITE_BATCH) {
         to_release.extend(write_all(plan, chunk, sources));
         // Let the signal listener run between batches.
@@ -96,6 +105,59 @@ pub(crate) async fn apply(
         }
     }
     plan.interrupted = interrupted.load(Ordering::SeqCst);
+}
+
+/// The longest `error` the tool writes, in characters.
+const MAX_ERROR_CHARS: usize = 2000;
+
+/// `"{original}. Cleanup: {reason}"`, at most `MAX_ERROR_CHARS` characters: the original is
+/// shortened (marked with `…`) so that the cleanup reason, which alerts match on, always survives.
+pub(crate) fn with_original(original: &str, reason: &str) -> String {
+    let original = original.trim().trim_end_matches('.');
+    let suffix = format!(". Cleanup: {reason}");
+    let room = MAX_ERROR_CHARS.saturating_sub(suffix.chars().count());
+    let original: String = if original.chars().count() > room {
+        original
+            .chars()
+            .take(room.saturating_sub(1))
+            .chain(['…'])
+            .collect()
+    } else {
+        original.to_owned()
+    };
+    let mut message = original + &suffix;
+    if message.chars().count() > MAX_ERROR_CHARS {
+        message = message.chars().take(MAX_ERROR_CHARS).collect();
+    }
+    message
+}
+
+/// Fetches the agents' own last error for every execution about to be failed, concurrently.
+async fn last_errors(
+    plan: &Plan,
+    indices: &[usize],
+    sources: &Sources,
+    concurrency: usize,
+) -> HashMap<String, String> {
+    futures_util::stream::iter(indices.iter().map(|&index| &plan.items[index]))
+        .filter_map(|item| {
+            std::future::ready(
+                item.agent
+                    .as_deref()
+                    .map(|agent| (agent, item.execution_id.as_str())),
+            )
+        })
+        .map(|(agent, id)| async move {
+            sources
+                .agents
+                .last_error(agent, id)
+                .await
+                .map(|error| (id.to_owned(), error))
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(std::future::ready)
+        .collect()
+        .await
 }
 
 /// Settles an item's terminate, if it needs one: `true` when the action goes on (no terminate
@@ -267,4 +329,26 @@ async fn terminate_all(
         .filter_map(std::future::ready)
         .collect()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_error_comes_first_and_the_reason_always_survives() {
+        assert_eq!(
+            with_original("boom: out of memory.", "Recovered"),
+            "boom: out of memory. Cleanup: Recovered"
+        );
+        let reason = "Execution not tracked by agent 'a' (not running) — recovered by watchdog";
+        let long = with_original(&"é".repeat(5000), reason);
+        assert_eq!(long.chars().count(), MAX_ERROR_CHARS);
+        assert!(long.ends_with(&format!("…. Cleanup: {reason}")), "{long}");
+        let huge_reason = "r".repeat(3000);
+        assert_eq!(
+            with_original("x", &huge_reason).chars().count(),
+            MAX_ERROR_CHARS
+        );
+    }
 }

@@ -191,6 +191,8 @@ pub struct FakeAgent {
     pub latency: Duration,
     /// How long a terminate takes before it answers.
     pub terminate_delay: Duration,
+    /// `GET /api/executions/{id}/last-error` answers: id → (error_type, error_message); others 404.
+    pub last_errors: HashMap<String, (String, String)>,
     pub requests: usize,
     pub hook: Option<Hook>,
 }
@@ -249,6 +251,7 @@ impl Fleet {
         let app = Router::new()
             .route("/{agent}/api/executions/running", get(running))
             .route("/{agent}/api/executions/{id}/terminate", post(terminate))
+            .route("/{agent}/api/executions/{id}/last-error", get(last_error))
             .with_state(state.clone());
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -439,6 +442,31 @@ async fn terminate(
             tokio::time::sleep(Duration::from_secs(60)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
+    }
+}
+
+async fn last_error(
+    State(state): State<Shared>,
+    UrlPath((agent, id)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    state.calls.push(Call {
+        agent: agent.clone(),
+        method: "GET last-error".into(),
+        execution: Some(id.clone()),
+        token: token(&headers),
+    });
+    match state
+        .agents
+        .get(&agent)
+        .and_then(|fake| fake.last_errors.get(&id))
+    {
+        Some((kind, message)) => {
+            let body = serde_json::json!({"error_type": kind, "error_message": message, "timestamp": ago(5)});
+            ([("content-type", "application/json")], body.to_string()).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "{\"detail\":\"no error recorded\"}").into_response(),
     }
 }
 
