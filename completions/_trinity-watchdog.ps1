@@ -58,6 +58,9 @@ Register-ArgumentCompleter -Native -CommandName 'trinity-watchdog' -ScriptBlock 
             break
         }
         'trinity-watchdog;scan' {
+            [CompletionResult]::new('--save', '--save', [CompletionResultType]::ParameterName, 'Save the plan''s actions, with the facts each depends on, to this file for review')
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Apply exactly the actions saved in this file (with --apply); each is re-checked first')
+            [CompletionResult]::new('--max-plan-age', '--max-plan-age', [CompletionResultType]::ParameterName, 'Refuse a saved plan older than this')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
             [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
             [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')

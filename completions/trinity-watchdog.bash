@@ -449,12 +449,24 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__scan)
-            opts="-o -q -v -h -V --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --save --from --max-plan-age --db --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --save)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-plan-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -56,6 +56,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -f -a "r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -f -a "kill" -d 'Plan `timed_out` and `zombie` processes, or terminate exactly the executions named'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l save -d 'Save the plan\'s actions, with the facts each depends on, to this file for review' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l from -d 'Apply exactly the actions saved in this file (with --apply); each is re-checked first' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l max-plan-age -d 'Refuse a saved plan older than this' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l db -d 'Trinity\'s SQLite database' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r

@@ -263,7 +263,11 @@ async fn recheck_orphans(plan: &mut Plan, sources: &Sources) {
     let agents: BTreeSet<String> = plan
         .items
         .iter()
-        .filter(|item| item.verdict == Verdict::Orphaned && item.action == Action::Fail)
+        .filter(|item| {
+            item.verdict == Verdict::Orphaned
+                && item.action == Action::Fail
+                && item.outcome.is_none()
+        })
         .filter_map(|item| item.agent.clone())
         .collect();
     if agents.is_empty() {
@@ -281,7 +285,7 @@ async fn recheck_orphans(plan: &mut Plan, sources: &Sources) {
     for item in plan
         .items
         .iter_mut()
-        .filter(|item| item.verdict == Verdict::Orphaned)
+        .filter(|item| item.verdict == Verdict::Orphaned && item.outcome.is_none())
     {
         let Some(report) = item.agent.as_deref().and_then(|agent| reports.get(agent)) else {
             continue;

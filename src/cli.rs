@@ -176,7 +176,7 @@ pub(crate) enum ColorChoice {
     Never,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("{err} (write e.g. 90s, 15m or 2h)"))
 }
 

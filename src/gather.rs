@@ -9,7 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::agents::AgentClient;
 use crate::capacity::Redis;
-use crate::plan::Scope;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
@@ -56,11 +55,11 @@ pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Reads all three sources into one snapshot.
+/// Reads all three sources into one snapshot; the rows of `look_up` are read whatever their status.
 pub(crate) async fn snapshot(
     sources: &mut Sources,
     settings: &Settings,
-    scope: &Scope,
+    look_up: &BTreeSet<String>,
 ) -> Result<(Snapshot, Timings)> {
     let mut warnings = Vec::new();
     let database = Instant::now();
@@ -130,9 +129,7 @@ pub(crate) async fn snapshot(
     if let Some(capacity) = &capacity {
         mentioned.extend(capacity.slots.iter().map(|slot| slot.execution_id.clone()));
     }
-    if let Scope::KillIds(ids) = scope {
-        mentioned.extend(ids.iter().cloned());
-    }
+    mentioned.extend(look_up.iter().cloned());
     mentioned.retain(|id| !known.contains(id.as_str()));
     let lookups = Instant::now();
     rows.extend(sources.store.rows_by_id(&mentioned, &mut warnings)?);

@@ -14,6 +14,7 @@ mod lock;
 mod metrics;
 mod output;
 pub mod plan;
+mod reviewed;
 mod safety;
 mod settings;
 pub mod snapshot;

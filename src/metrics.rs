@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use color_eyre::eyre::{Result, WrapErr};
+use color_eyre::eyre::Result;
 
 use crate::exit_code::ExitCode;
 use crate::plan::{Outcome, Plan, Verdict};
@@ -50,20 +50,7 @@ pub(crate) fn write(path: &Path, run: &RunFigures<'_>) -> Result<()> {
         previous_last_success(path)
     };
     let text = render(run, now, last_success);
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).wrap_err_with(|| {
-        format!(
-            "cannot create a temporary metrics file in {}",
-            dir.display()
-        )
-    })?;
-    std::io::Write::write_all(&mut temp, text.as_bytes())?;
-    temp.persist(path)
-        .wrap_err_with(|| format!("cannot write the metrics file {}", path.display()))?;
-    Ok(())
+    crate::output::write_atomically(path, text.as_bytes())
 }
 
 fn render(run: &RunFigures<'_>, now: f64, last_success: Option<f64>) -> String {

@@ -105,6 +105,25 @@ impl<'a> Document<'a> {
     }
 }
 
+/// Replaces `path` with `bytes` atomically: a temp file beside it, then a rename, so a reader
+/// never sees half a file.
+pub(crate) fn write_atomically(
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> color_eyre::eyre::Result<()> {
+    use color_eyre::eyre::WrapErr;
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)
+        .wrap_err_with(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut temp, bytes)?;
+    temp.persist(path)
+        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 fn table(plan: &Plan, settings: &Settings) -> String {
     let shown: Vec<_> = plan
         .items

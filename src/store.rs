@@ -130,6 +130,14 @@ impl Store {
         })
     }
 
+    /// Which database this is, for saved plans: the file's canonical path.
+    pub(crate) fn identity(&self) -> String {
+        std::fs::canonicalize(&self.path)
+            .unwrap_or_else(|_| self.path.clone())
+            .display()
+            .to_string()
+    }
+
     /// Every `running` row. Rows that cannot be used (no id, no agent) are skipped with a warning.
     pub(crate) fn running_rows(&self, warnings: &mut Vec<String>) -> Result<Vec<Row>> {
         let sql = format!("{} WHERE e.status = 'running'", self.row_query);

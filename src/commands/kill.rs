@@ -24,5 +24,9 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> Result<ExitCode> {
     } else {
         Scope::KillIds(args.ids.clone())
     };
-    super::reconcile(&Settings::from_args(global)?, scope)
+    super::reconcile(
+        &Settings::from_args(global)?,
+        scope,
+        &super::Review::default(),
+    )
 }

@@ -5,9 +5,12 @@ pub(crate) mod kill;
 pub(crate) mod recover;
 pub(crate) mod scan;
 
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use color_eyre::eyre::Result;
 
@@ -19,18 +22,19 @@ use crate::lock::{self, Acquired};
 use crate::metrics;
 use crate::output;
 use crate::plan::{self, Outcome, Plan, Scope};
+use crate::reviewed::SavedPlan;
 use crate::safety;
 use crate::settings::Settings;
 
 /// Gathers a snapshot, plans, applies when asked (under the lock and the safety limits), prints
 /// the result and picks the exit code.
-pub(crate) fn reconcile(settings: &Settings, scope: Scope) -> Result<ExitCode> {
+pub(crate) fn reconcile(settings: &Settings, scope: Scope, review: &Review) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut finished_plan = None;
-    let result = runtime.block_on(run(settings, &scope, &mut finished_plan));
+    let result = runtime.block_on(run(settings, &scope, review, &mut finished_plan));
     if let Some(path) = &settings.metrics_file {
         let figures = metrics::RunFigures {
             command: scope.command_name(),
@@ -47,13 +51,31 @@ pub(crate) fn reconcile(settings: &Settings, scope: Scope) -> Result<ExitCode> {
     result
 }
 
+/// Reviewed plans (`scan --save` / `scan --from`).
+#[derive(Debug, Default)]
+pub(crate) struct Review {
+    pub save: Option<PathBuf>,
+    pub from: Option<PathBuf>,
+    pub max_plan_age: Duration,
+}
+
 /// The run itself; leaves its plan in `finished_plan` for the metrics.
 async fn run(
     settings: &Settings,
     scope: &Scope,
+    review: &Review,
     finished_plan: &mut Option<Plan>,
 ) -> Result<ExitCode> {
     let mut sources = gather::Sources::open(settings).await?;
+    let database = sources.store.identity();
+    let saved = review.from.as_deref().map(SavedPlan::read).transpose()?;
+    if let Some(refusal) = saved
+        .as_ref()
+        .and_then(|saved| saved.refusal(&database, review.max_plan_age, chrono::Utc::now()))
+    {
+        eprintln!("error: refused: {refusal}");
+        return Ok(ExitCode::Refused);
+    }
     let mut audit = settings
         .audit_log
         .as_deref()
@@ -72,12 +94,28 @@ async fn run(
         None
     };
 
-    let (snapshot, mut timings) = gather::snapshot(&mut sources, settings, scope).await?;
+    let mut look_up: BTreeSet<String> = saved.iter().flat_map(SavedPlan::ids).cloned().collect();
+    if let Scope::KillIds(ids) = scope {
+        look_up.extend(ids.iter().cloned());
+    }
+    let (snapshot, mut timings) = gather::snapshot(&mut sources, settings, &look_up).await?;
     for warning in &snapshot.warnings {
         settings.log.warn(warning);
     }
     let now = chrono::Utc::now();
     let mut plan = plan::plan(&snapshot, &settings.policy(scope.clone()), now);
+    if let Some(saved) = &saved {
+        plan = saved.to_plan(&snapshot, &plan);
+    }
+    if let Some(path) = &review.save {
+        SavedPlan::new(&plan, &snapshot, &database, now).write(path)?;
+        settings.log.warn(&format!(
+            "saved {} actions to {}; review it, then: trinity-watchdog scan --from {} --apply",
+            plan.action_count(),
+            path.display(),
+            path.display()
+        ));
+    }
     if settings.apply {
         match safety::check(&plan, settings.limits) {
             Err(reason) => {

@@ -15,5 +15,9 @@ use crate::settings::Settings;
 pub(crate) struct Args {}
 
 pub(crate) fn run(_args: &Args, global: &GlobalArgs) -> Result<ExitCode> {
-    super::reconcile(&Settings::from_args(global)?, Scope::Recover)
+    super::reconcile(
+        &Settings::from_args(global)?,
+        Scope::Recover,
+        &super::Review::default(),
+    )
 }

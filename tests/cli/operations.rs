@@ -178,3 +178,138 @@ fn the_agents_original_error_is_written_before_the_cleanup_reason() {
         "asked once per execution it failed: {asked:?}"
     );
 }
+
+#[test]
+fn a_reviewed_plan_applies_exactly_its_actions_and_skips_those_whose_facts_changed() {
+    let w = World::new();
+    w.db.add_agent("alpha", Some(60));
+    for id in ["o-keep", "o-done", "o-back", "slow"] {
+        w.db.add_execution(id, "alpha", "running", &ago(600));
+    }
+    w.fleet.set("alpha", FakeAgent::running(&["slow"]));
+    let mut r = w.redis();
+    add_slot(&mut r, "alpha", "o-keep", unix_ago(600), Some(60));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.json");
+    let file = file.to_str().unwrap();
+
+    let saved = w.run(&["scan", "--save", file]);
+    assert_eq!(saved.code, 0, "{}", saved.stderr);
+    assert!(
+        saved.stderr.contains("saved 4 actions") && saved.stderr.contains("--from"),
+        "{}",
+        saved.stderr
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let keep = doc["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["execution_id"] == "o-keep")
+        .unwrap()
+        .clone();
+    assert_eq!(keep["facts"]["row_status"], "running");
+    assert_eq!(keep["facts"]["agent_reported"], "unknown");
+    assert!(keep["facts"]["slot_score"].is_f64());
+    assert_eq!(
+        w.db.row("o-keep").status,
+        "running",
+        "saving changes nothing"
+    );
+
+    // The world moves on: one row completes, one execution is accepted again, a new orphan appears.
+    w.db.set("o-done", "status = 'success'");
+    w.fleet.set(
+        "alpha",
+        FakeAgent {
+            pending: Some(vec!["o-back".into()]),
+            ..FakeAgent::running(&["slow"])
+        },
+    );
+    w.db.add_execution("o-new", "alpha", "running", &ago(600));
+
+    let out = w.run(&["scan", "--from", file, "--apply", "-o", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.items(),
+        [
+            item("o-back", "orphaned", "fail", "skipped"),
+            item("o-done", "orphaned", "fail", "skipped"),
+            item("o-keep", "orphaned", "fail", "applied"),
+            item("slow", "timed_out", "terminate_and_fail", "applied"),
+        ]
+    );
+    assert!(
+        out.item("o-done")["error"]
+            .as_str()
+            .unwrap()
+            .contains("row status was running, is now success")
+    );
+    let back = out.item("o-back")["error"].as_str().unwrap().to_owned();
+    assert!(
+        back.contains("the agent reported it unknown, now pending"),
+        "{back}"
+    );
+    assert_eq!(w.db.row("o-keep").status, "failed");
+    assert_eq!(w.db.row("o-done").status, "success");
+    assert_eq!(w.db.row("o-back").status, "running");
+    assert_eq!(
+        w.db.row("o-new").status,
+        "running",
+        "not in the reviewed plan, not touched"
+    );
+    assert!(slot_members(&mut r, "alpha").is_empty());
+}
+
+#[test]
+fn a_plan_from_another_database_or_too_old_is_refused() {
+    let w = World::without_redis();
+    w.db.add_execution("o-1", "alpha", "running", &ago(600));
+    w.fleet.set("alpha", FakeAgent::running(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.json");
+    let file = file.to_str().unwrap();
+    assert_eq!(w.run(&["scan", "--save", file]).code, 0);
+
+    let other = World::without_redis();
+    other.db.add_execution("o-1", "alpha", "running", &ago(600));
+    let out = other.run(&["scan", "--from", file, "--apply"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the plan was made from database"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(other.db.row("o-1").status, "running");
+
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    doc["generated_at"] = Value::String(ago(7200));
+    std::fs::write(file, doc.to_string()).unwrap();
+    let out = w.run(&["scan", "--from", file, "--apply"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("older than --max-plan-age 1h"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        w.run(&["scan", "--from", file, "--apply", "--max-plan-age", "3h"])
+            .code,
+        0
+    );
+    assert_eq!(w.db.row("o-1").status, "failed");
+
+    std::fs::write(file, "{\"not\": \"a plan\"}").unwrap();
+    let out = w.run(&["scan", "--from", file, "--apply"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("is not a plan saved by"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        w.run(&["scan", "--from", file]).code,
+        2,
+        "--from needs --apply"
+    );
+}
