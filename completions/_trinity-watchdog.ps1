@@ -22,6 +22,7 @@ Register-ArgumentCompleter -Native -CommandName 'trinity-watchdog' -ScriptBlock 
     $completions = @(switch ($command) {
         'trinity-watchdog' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Trinity''s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db')
             [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
             [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
             [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')
@@ -62,6 +63,7 @@ Register-ArgumentCompleter -Native -CommandName 'trinity-watchdog' -ScriptBlock 
             [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Apply exactly the actions saved in this file (with --apply); each is re-checked first')
             [CompletionResult]::new('--max-plan-age', '--max-plan-age', [CompletionResultType]::ParameterName, 'Refuse a saved plan older than this')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Trinity''s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db')
             [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
             [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
             [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')
@@ -94,6 +96,7 @@ Register-ArgumentCompleter -Native -CommandName 'trinity-watchdog' -ScriptBlock 
         }
         'trinity-watchdog;recover' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Trinity''s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db')
             [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
             [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
             [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')
@@ -126,6 +129,7 @@ Register-ArgumentCompleter -Native -CommandName 'trinity-watchdog' -ScriptBlock 
         }
         'trinity-watchdog;kill' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Trinity''s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db')
             [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
             [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
             [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')
@@ -158,6 +162,7 @@ Register-ArgumentCompleter -Native -CommandName 'trinity-watchdog' -ScriptBlock 
         }
         'trinity-watchdog;completions' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Trinity''s SQLite database')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Trinity''s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db')
             [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked')
             [CompletionResult]::new('--agent-url', '--agent-url', [CompletionResultType]::ParameterName, 'Agent base URL; {agent} is replaced by the percent-encoded agent name')
             [CompletionResult]::new('--agent-secret', '--agent-secret', [CompletionResultType]::ParameterName, 'Shared secret for the X-Trinity-Agent-Token header (never printed)')

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_trinity_watchdog_global_optspecs
-    string join \n db= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet metrics-file= v/verbose h/help V/version
+    string join \n db= database-url= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet metrics-file= v/verbose h/help V/version
 end
 
 function __fish_trinity_watchdog_needs_command
@@ -25,6 +25,7 @@ function __fish_trinity_watchdog_using_subcommand
 end
 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
@@ -60,6 +61,7 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l from -d 'Apply exactly the actions saved in this file (with --apply); each is re-checked first' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l max-plan-age -d 'Refuse a saved plan older than this' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
@@ -87,6 +89,7 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s V -l version -d 'Print version'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
@@ -114,6 +117,7 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recove
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s V -l version -d 'Print version'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
@@ -141,6 +145,7 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s V -l version -d 'Print version'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l db -d 'Trinity\'s SQLite database' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r

@@ -78,7 +78,7 @@ pub(crate) async fn apply(
         }
     }
     for chunk in to_write.chunks(WRITE_BATCH) {
-        to_release.extend(write_all(plan, chunk, sources));
+        to_release.extend(write_all(plan, chunk, sources).await);
         // Let the signal listener run between batches.
         tokio::task::yield_now().await;
     }
@@ -181,7 +181,7 @@ fn terminated(item: &mut Item, termination: Option<Result<Terminated, String>>) 
 
 /// The guarded writes of these items, committed together; returns the items whose write won and
 /// whose capacity is now to be released. The others have their outcome.
-fn write_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) -> Vec<usize> {
+async fn write_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) -> Vec<usize> {
     let now = chrono::Utc::now();
     let rows: Vec<FailRow<'_>> = indices
         .iter()
@@ -201,7 +201,7 @@ fn write_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) -> Vec<u
             }
         })
         .collect();
-    let results = sources.store.fail_running(&rows);
+    let results = sources.store.fail_running(&rows).await;
     let mut won = Vec::new();
     for (&index, result) in indices.iter().zip(results) {
         let item = &mut plan.items[index];

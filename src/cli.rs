@@ -43,6 +43,16 @@ pub(crate) struct GlobalArgs {
     )]
     pub db: PathBuf,
 
+    /// Trinity's PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Sources"
+    )]
+    pub database_url: Option<String>,
+
     /// Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked.
     #[arg(
         long,

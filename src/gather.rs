@@ -23,7 +23,7 @@ pub(crate) struct Sources {
 impl Sources {
     /// Opens the database (read-only unless applying), the HTTP client and Redis when configured.
     pub(crate) async fn open(settings: &Settings) -> Result<Sources> {
-        let store = Store::open(&settings.db_path, settings.apply)?;
+        let store = Store::open(settings).await?;
         let agents = AgentClient::new(settings)?;
         let redis = match &settings.redis_url {
             Some(url) => Some(Redis::connect(url).await?),
@@ -63,8 +63,12 @@ pub(crate) async fn snapshot(
 ) -> Result<(Snapshot, Timings)> {
     let mut warnings = Vec::new();
     let database = Instant::now();
-    let mut rows = sources.store.running_rows(&mut warnings)?;
-    let agents = agents_to_ask(&rows, sources.store.owned_agents()?, &settings.agent_filter);
+    let mut rows = sources.store.running_rows(&mut warnings).await?;
+    let agents = agents_to_ask(
+        &rows,
+        sources.store.owned_agents().await?,
+        &settings.agent_filter,
+    );
     let mut database_time = database.elapsed();
     let running_ids: Vec<String> = rows
         .iter()
@@ -132,7 +136,7 @@ pub(crate) async fn snapshot(
     mentioned.extend(look_up.iter().cloned());
     mentioned.retain(|id| !known.contains(id.as_str()));
     let lookups = Instant::now();
-    rows.extend(sources.store.rows_by_id(&mentioned, &mut warnings)?);
+    rows.extend(sources.store.rows_by_id(&mentioned, &mut warnings).await?);
     database_time += lookups.elapsed();
 
     let timings = Timings {

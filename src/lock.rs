@@ -1,15 +1,15 @@
-//! One apply at a time: an OS file lock (flock) on a file beside the database, released by the
-//! kernel even when the process is SIGKILLed, plus — when Redis is configured, so that applies on
-//! other hosts are excluded too — a Redis lock (`SET NX PX` with a random token, released by a
-//! compare-and-delete script, expiring on its own if the holder dies). A dry run takes neither.
+//! One apply at a time: the database's own lock — an OS file lock (flock) beside an SQLite file, or
+//! a PostgreSQL session advisory lock, both released by the kernel or the server even when the
+//! process is SIGKILLed — plus, when Redis is configured (so that applies on other hosts are
+//! excluded too), a Redis lock (`SET NX PX` with a random token, refreshed while held, released by
+//! a compare-and-delete script, expiring on its own if the holder dies). A dry run takes none.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use color_eyre::eyre::{Result, WrapErr};
+use color_eyre::eyre::Result;
 
 use crate::capacity::Redis;
+use crate::store::Store;
 
 /// The Redis key of the apply lock.
 pub(crate) const REDIS_LOCK_KEY: &str = "trinity-watchdog:apply-lock";
@@ -18,9 +18,9 @@ pub(crate) const REDIS_LOCK_TTL: Duration = Duration::from_secs(60);
 /// A live holder extends its Redis lock this often, so long applies keep it.
 const REDIS_LOCK_REFRESH: Duration = Duration::from_secs(20);
 
-/// A held apply lock; `release` lets go of the Redis part, dropping lets go of the file.
+/// A held apply lock; `release` lets go of the Redis part. The database's part lives with the
+/// store (its file handle or its session) and ends with it.
 pub(crate) struct ApplyLock {
-    _file: File,
     redis_token: Option<String>,
     refresher: Option<tokio::task::JoinHandle<()>>,
 }
@@ -31,36 +31,14 @@ pub(crate) enum Acquired {
     Busy(String),
 }
 
-/// The lock file for a database: `<db>.watchdog-lock`, beside it.
-pub(crate) fn lock_path(db: &Path) -> PathBuf {
-    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".watchdog-lock");
-    db.with_file_name(name)
-}
-
-pub(crate) async fn acquire(db: &Path, redis: Option<&mut Redis>) -> Result<Acquired> {
-    let path = lock_path(db);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .wrap_err_with(|| format!("cannot create the apply lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            return Ok(Acquired::Busy(format!(
-                "another apply holds the lock file {}",
-                path.display()
-            )));
-        }
-        Err(TryLockError::Error(err)) => {
-            return Err(err).wrap_err_with(|| format!("cannot lock {}", path.display()));
-        }
+/// Takes the database's lock (flock beside SQLite, advisory lock on PostgreSQL), then the Redis
+/// lock when Redis is configured.
+pub(crate) async fn acquire(store: &mut Store, redis: Option<&mut Redis>) -> Result<Acquired> {
+    if let Err(holder) = store.try_lock().await? {
+        return Ok(Acquired::Busy(holder));
     }
     let Some(redis) = redis else {
         return Ok(Acquired::Held(ApplyLock {
-            _file: file,
             redis_token: None,
             refresher: None,
         }));
@@ -98,7 +76,6 @@ pub(crate) async fn acquire(db: &Path, redis: Option<&mut Redis>) -> Result<Acqu
         }
     });
     Ok(Acquired::Held(ApplyLock {
-        _file: file,
         redis_token: Some(token),
         refresher: Some(refresher),
     }))

@@ -16,6 +16,8 @@ use crate::safety::Limits;
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub db_path: PathBuf,
+    /// A postgres:// URL: PostgreSQL is used instead of `db_path`.
+    pub database_url: Option<String>,
     /// `None`: capacity is not checked.
     pub redis_url: Option<String>,
     pub agent_url: UrlTemplate,
@@ -52,6 +54,24 @@ impl Settings {
             bail!("--http-timeout and --terminate-timeout must be longer than 0s");
         }
         let agent_url = UrlTemplate::parse(&args.agent_url)?;
+        let database_url = non_empty(&args.database_url);
+        let database_url = match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Some(url)
+            }
+            Some(url) => {
+                // Some Trinity versions set DATABASE_URL=sqlite:///data/trinity.db.
+                if !args.quiet {
+                    eprintln!(
+                        "warning: DATABASE_URL {} is not a postgres:// URL; using --db {}",
+                        redact_url(&url),
+                        args.db.display()
+                    );
+                }
+                None
+            }
+            None => None,
+        };
         let stderr_is_terminal = std::io::stderr().is_terminal();
         let color = match args.color {
             ColorChoice::Always => true,
@@ -62,6 +82,7 @@ impl Settings {
         };
         Ok(Settings {
             db_path: args.db.clone(),
+            database_url,
             redis_url: if args.no_redis {
                 None
             } else {

@@ -83,7 +83,7 @@ async fn run(
         .map(AuditLog::open)
         .transpose()?;
     let lock = if settings.apply {
-        match lock::acquire(&settings.db_path, sources.redis.as_mut()).await? {
+        match lock::acquire(&mut sources.store, sources.redis.as_mut()).await? {
             Acquired::Held(lock) => Some(lock),
             Acquired::Busy(holder) => {
                 eprintln!("error: {holder}; nothing was done");

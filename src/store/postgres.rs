@@ -1,0 +1,215 @@
+//! The PostgreSQL backend (`DATABASE_URL=postgres://…`): same table and column names as SQLite.
+//! A dry run's session is read-only; the guarded writes run in one transaction with a savepoint
+//! per row; the database's part of the apply lock is a session advisory lock, which the server
+//! releases when the session ends, however it ends.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+use tokio_postgres::{Client, NoTls};
+
+use super::{FAIL_SQL, FailRow, RawRow, Schema};
+use crate::settings::redact_url;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Key of the advisory lock: `hashtext` of this name, the same for every run on any host.
+const LOCK_NAME: &str = "trinity-watchdog:apply";
+
+pub(crate) struct Postgres {
+    client: Client,
+    shown: String,
+    schema: Schema,
+    /// How `completed_at` is bound: a text parameter cast to the column's own type.
+    completed_cast: String,
+}
+
+impl Postgres {
+    pub(crate) async fn open(url: &str, writable: bool) -> Result<Postgres> {
+        let shown = redact_url(url);
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|err| eyre!("invalid PostgreSQL URL {shown}: {err}"))?;
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .application_name("trinity-watchdog");
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|err| eyre!("cannot connect to PostgreSQL at {shown}: {err}"))?;
+        tokio::spawn(async move {
+            // The connection ends with the client; a broken one shows up as the next query's error.
+            let _ = connection.await;
+        });
+        // A dry run cannot write; an apply waits for a row lock as long as SQLite waits for the file.
+        let session = if writable {
+            "SET lock_timeout = '5s'"
+        } else {
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+        };
+        client
+            .batch_execute(session)
+            .await
+            .wrap_err_with(|| format!("cannot set up the session on {shown}"))?;
+        let mut tables = [HashSet::new(), HashSet::new(), HashSet::new()];
+        let mut completed_type = String::from("text");
+        let rows = client
+            .query(
+                "SELECT table_name::text, column_name::text, udt_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() \
+                   AND table_name IN ('schedule_executions', 'agent_schedules', 'agent_ownership')",
+                &[],
+            )
+            .await
+            .wrap_err_with(|| format!("cannot read the schema of {shown}"))?;
+        for row in rows {
+            let (table, column, udt): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            let index = match table.as_str() {
+                "schedule_executions" => 0,
+                "agent_schedules" => 1,
+                _ => 2,
+            };
+            if index == 0 && column == "completed_at" {
+                completed_type = udt;
+            }
+            tables[index].insert(column);
+        }
+        if !completed_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            bail!(
+                "schedule_executions.completed_at has an unexpected type {completed_type:?} in {shown}"
+            );
+        }
+        let [executions, schedules, ownership] = &tables;
+        let schema = Schema::check(
+            &shown,
+            executions,
+            schedules,
+            ownership,
+            |c| format!("{c}::text"),
+            |c| format!("{c}::bigint"),
+        )?;
+        Ok(Postgres {
+            client,
+            shown,
+            schema,
+            completed_cast: format!("$1::text::{completed_type}"),
+        })
+    }
+
+    pub(crate) fn identity(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<RawRow>> {
+        let rows = self
+            .client
+            .query(sql, params)
+            .await
+            .wrap_err_with(|| format!("cannot read {}", self.shown))?;
+        Ok(rows
+            .iter()
+            .map(|row| RawRow {
+                id: row.get(0),
+                agent: row.get(1),
+                status: row.get(2),
+                started_at: row.get(3),
+                completed_at: row.get(4),
+                leased: row.get::<_, Option<bool>>(5).unwrap_or(false),
+                schedule_timeout: row.get(6),
+                agent_timeout: row.get(7),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn running_rows(&self) -> Result<Vec<RawRow>> {
+        self.query(
+            &format!("{} WHERE e.status = 'running'", self.schema.select),
+            &[],
+        )
+        .await
+    }
+
+    pub(crate) async fn rows_by_id(&self, ids: &BTreeSet<String>) -> Result<Vec<RawRow>> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.query(
+            &format!("{} WHERE e.id::text = ANY($1)", self.schema.select),
+            &[&ids],
+        )
+        .await
+    }
+
+    pub(crate) async fn owned_agents(&self) -> Result<Vec<String>> {
+        if !self.schema.has_ownership {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query("SELECT agent_name::text FROM agent_ownership WHERE agent_name IS NOT NULL AND agent_name <> ''", &[])
+            .await
+            .wrap_err_with(|| format!("cannot read agent_ownership in {}", self.shown))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// See `Store::fail_running`; `Err` is the failed transaction.
+    pub(crate) async fn fail_running(
+        &mut self,
+        rows: &[FailRow<'_>],
+        completed_at: &str,
+    ) -> Result<Vec<Result<bool, String>>, String> {
+        let shown = self.shown.clone();
+        let failed =
+            |err: tokio_postgres::Error| format!("cannot mark it failed in {shown}: {err}");
+        let sql = FAIL_SQL
+            .replace("{completed}", &self.completed_cast)
+            .replace("{duration}", "$2::bigint")
+            .replace("{error}", "$3::text")
+            .replace("{id}", "$4::text");
+        let mut tx = self.client.transaction().await.map_err(failed)?;
+        let statement = tx.prepare(&sql).await.map_err(failed)?;
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            let savepoint = tx.savepoint("trinity_watchdog_row").await.map_err(failed)?;
+            let result = match savepoint
+                .execute(
+                    &statement,
+                    &[&completed_at, &row.duration_ms, &row.error, &row.id],
+                )
+                .await
+            {
+                Ok(changed) => savepoint.commit().await.map(|()| changed == 1),
+                Err(err) => {
+                    let _ = savepoint.rollback().await;
+                    Err(err)
+                }
+            };
+            results.push(result.map_err(failed));
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(results)
+    }
+
+    /// `pg_try_advisory_lock` on this session.
+    pub(crate) async fn try_lock(&mut self) -> Result<Result<(), String>> {
+        let row = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&LOCK_NAME])
+            .await
+            .wrap_err_with(|| format!("cannot take the apply lock on {}", self.shown))?;
+        Ok(if row.get::<_, bool>(0) {
+            Ok(())
+        } else {
+            Err(format!(
+                "another apply holds the PostgreSQL advisory lock {LOCK_NAME:?} on {}",
+                self.shown
+            ))
+        })
+    }
+}
