@@ -17,6 +17,10 @@ pub(crate) fn parse(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(parsed) = DateTime::parse_from_rfc3339(&normalized) {
         return Some(parsed.with_timezone(&Utc));
     }
+    // PostgreSQL's text form of timestamptz: `2026-04-03 14:16:48.123456+00`.
+    if let Ok(parsed) = DateTime::parse_from_str(&normalized, "%Y-%m-%dT%H:%M:%S%.f%#z") {
+        return Some(parsed.with_timezone(&Utc));
+    }
     NaiveDateTime::parse_from_str(&normalized, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
         .map(|naive| naive.and_utc())
@@ -55,6 +59,8 @@ mod tests {
             "2026-04-03T14:16:48.123456+00:00",
             "2026-04-03T16:16:48.123456+02:00",
             " 2026-04-03T14:16:48.123456Z ",
+            "2026-04-03 14:16:48.123456+00",
+            "2026-04-03 16:16:48.123456+02",
         ] {
             assert_eq!(parse(text), Some(expected), "{text}");
         }

@@ -112,15 +112,10 @@ impl World {
     fn run(&self, command: &[&str]) -> Out {
         let template = self.fleet.template();
         let redis_url = self.redis.as_ref().map(|r| r.url());
+        let db = self.db.args();
         let mut args: Vec<&str> = command.to_vec();
-        args.extend([
-            "--db",
-            self.db.path(),
-            "--agent-url",
-            &template,
-            "--http-timeout",
-            "2s",
-        ]);
+        args.extend(db.iter().map(String::as_str));
+        args.extend(["--agent-url", &template, "--http-timeout", "2s"]);
         match &redis_url {
             Some(url) => args.extend(["--redis-url", url.as_str()]),
             None => args.push("--no-redis"),
@@ -371,9 +366,7 @@ fn live_work_takes_no_action() {
         &ago(50)[..26].replace('T', " "),
     );
     w.db.add_execution("leased-1", "alpha", "running", &ago(99_999));
-    w.db.conn()
-        .execute_batch("ALTER TABLE schedule_executions ADD COLUMN lease_expires_at TEXT")
-        .unwrap();
+    w.db.execute("ALTER TABLE schedule_executions ADD COLUMN lease_expires_at TEXT");
     w.db.set("leased-1", &format!("lease_expires_at = '{}'", ago(-60)));
     let mut agent = FakeAgent::running(&["running-1"]);
     agent.pending = Some(vec!["pending-1".into()]);
@@ -561,11 +554,10 @@ fn row_that_completes_between_plan_and_apply_is_race_lost() {
     let mut r = w.redis();
     add_slot(&mut r, "alpha", "racy-1", unix_ago(600), Some(900));
     // The backend finishes the row while we re-check the agent, just before the guarded write.
-    let db_path = w.db.path.clone();
+    let db = w.db.handle.clone();
     let hook = Hook(Arc::new(move |kind, agent: &mut FakeAgent| {
         if kind == "running" && agent.requests == 2 {
-            let conn = rusqlite::Connection::open(&db_path).unwrap();
-            conn.execute("UPDATE schedule_executions SET status='cancelled', error='by user' WHERE id='racy-1'", []).unwrap();
+            db.execute("UPDATE schedule_executions SET status='cancelled', error='by user' WHERE id='racy-1'");
         }
     }));
     w.fleet.set(
@@ -1102,4 +1094,38 @@ fn json_to_a_closed_pipe_is_not_an_error() {
         "{stderr}"
     );
     assert_eq!(output.status.code(), Some(0));
+}
+
+/// The core scenarios again, against PostgreSQL (a fresh database per test on the local server).
+mod on_postgres {
+    use super::*;
+
+    macro_rules! on_postgres {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $name() {
+                    with_backend(Backend::Postgres, super::$name);
+                }
+            )*
+        };
+    }
+
+    on_postgres!(
+        orphaned_row_is_failed_and_its_capacity_released,
+        timed_out_process_is_terminated_then_failed,
+        zombie_process_is_terminated_and_its_row_left_alone,
+        leaked_slots_are_released_and_everything_else_kept,
+        live_work_takes_no_action,
+        unreachable_agents_rows_are_untouched,
+        terminate_failure_leaves_row_and_slot_alone,
+        terminate_404_is_skipped_and_row_untouched,
+        row_that_completes_between_plan_and_apply_is_race_lost,
+        orphan_is_skipped_when_the_agent_stops_answering_before_apply,
+        orphan_is_skipped_when_the_agent_knows_it_at_the_recheck,
+        kill_terminates_exactly_the_named_executions,
+        recover_never_terminates,
+        json_document_has_the_stable_shape,
+        exit_codes_0_and_2_and_4,
+    );
 }

@@ -313,3 +313,121 @@ fn a_plan_from_another_database_or_too_old_is_refused() {
         "--from needs --apply"
     );
 }
+
+// --- PostgreSQL --------------------------------------------------------------------------------
+
+fn on_postgres<T>(test: impl FnOnce() -> T) -> T {
+    let mut result = None;
+    with_backend(Backend::Postgres, || result = Some(test()));
+    result.expect("ran")
+}
+
+#[test]
+fn postgres_advisory_lock_makes_a_second_apply_busy() {
+    let w = on_postgres(World::without_redis);
+    assert_eq!(
+        w.db.args()[0],
+        "--database-url",
+        "this world runs on PostgreSQL"
+    );
+    w.db.add_execution("o-1", "alpha", "running", &ago(600));
+    w.fleet.set("alpha", FakeAgent::running(&[]));
+    let DbHandle::Postgres(url) = w.db.handle.clone() else {
+        unreachable!()
+    };
+    let (hold, release) = (
+        std::sync::mpsc::channel::<()>(),
+        std::sync::mpsc::channel::<()>(),
+    );
+    let holder = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .query_one(
+                "SELECT pg_advisory_lock(hashtext('trinity-watchdog:apply'))",
+                &[],
+            )
+            .unwrap();
+        hold.0.send(()).unwrap();
+        release.1.recv().unwrap();
+    });
+    hold.1.recv().unwrap();
+    let out = w.run(&["scan", "--apply"]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("PostgreSQL advisory lock"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(w.db.row("o-1").status, "running");
+    assert_eq!(w.run(&["scan"]).code, 0, "a dry run never needs the lock");
+    release.0.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(
+        w.run(&["scan", "--apply"]).code,
+        0,
+        "the session's end released the lock"
+    );
+    assert_eq!(w.db.row("o-1").status, "failed");
+}
+
+#[test]
+fn postgres_with_timestamp_typed_columns_reads_and_writes_them() {
+    let w = on_postgres(World::without_redis);
+    w.db.execute(
+        "ALTER TABLE schedule_executions ALTER COLUMN started_at TYPE timestamptz USING started_at::timestamptz, \
+         ALTER COLUMN completed_at TYPE timestamptz USING completed_at::timestamptz",
+    );
+    w.db.add_agent("alpha", Some(60));
+    w.db.add_execution("slow-1", "alpha", "running", &ago(600));
+    w.db.add_execution("new-1", "alpha", "running", &ago(10));
+    w.fleet.set("alpha", FakeAgent::running(&["slow-1"]));
+    let out = w.apply_json("scan");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.items(),
+        [
+            item("new-1", "grace", "none", "null"),
+            item("slow-1", "timed_out", "terminate_and_fail", "applied")
+        ]
+    );
+    let row = w.db.row("slow-1");
+    assert_eq!(row.status, "failed");
+    assert!(
+        row.completed_at.is_some_and(|t| t.ends_with("+00")),
+        "written into the timestamptz column"
+    );
+    assert!(
+        row.duration_ms
+            .is_some_and(|ms| (599_000..=660_000).contains(&ms))
+    );
+}
+
+#[test]
+fn postgres_without_trinitys_tables_or_unreachable_is_a_clear_error() {
+    let w = on_postgres(World::without_redis);
+    w.db.execute("DROP TABLE schedule_executions");
+    let out = w.run(&["scan"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("is not a Trinity database: it has no table schedule_executions"),
+        "{}",
+        out.stderr
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://trinity:s3cret-pg-pw@127.0.0.1:{closed}/trinity");
+    let out = run(&["scan", "--database-url", &url, "--no-redis"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("cannot connect to PostgreSQL at postgres://trinity:***@127.0.0.1"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("s3cret-pg-pw"));
+}

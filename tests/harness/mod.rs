@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 pub const SCHEMA: &str = include_str!("trinity_schema.sql");
 
@@ -35,10 +35,115 @@ pub fn unix_ago(seconds: i64) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // Database
 
-/// A Trinity SQLite database in a temp directory.
+/// Which database a test's Trinity runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+}
+
+/// Runs `test` with every `TrinityDb::new()` on `backend`: the same scenario against both databases.
+pub fn with_backend(backend: Backend, test: impl FnOnce()) {
+    BACKEND.with(|b| b.set(backend));
+    test();
+    BACKEND.with(|b| b.set(Backend::Sqlite));
+}
+
+/// The PostgreSQL server the tests use (this machine's, trust auth); each test gets its own
+/// fresh database there, dropped afterwards.
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// Where the database lives; clonable and `Send`, so hooks running inside the fake agents can
+/// change rows between plan and apply.
+#[derive(Clone, Debug)]
+pub enum DbHandle {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DbHandle {
+    /// Runs SQL statements (no results).
+    pub fn execute(&self, sql: &str) {
+        match self {
+            DbHandle::Sqlite(path) => {
+                let conn = sqlite_conn(path);
+                conn.execute_batch(sql)
+                    .unwrap_or_else(|err| panic!("{err}: {sql}"));
+            }
+            DbHandle::Postgres(url) => {
+                let (url, sql) = (url.clone(), sql.to_owned());
+                // The blocking client must not run on a tokio runtime thread (hooks do): own thread.
+                std::thread::spawn(move || {
+                    let mut client = postgres::Client::connect(&url, postgres::NoTls)
+                        .expect("connect to postgres");
+                    client
+                        .batch_execute(&sql)
+                        .unwrap_or_else(|err| panic!("{err}: {sql}"));
+                })
+                .join()
+                .expect("postgres statement");
+            }
+        }
+    }
+
+    pub fn row(&self, id: &str) -> RowState {
+        match self {
+            DbHandle::Sqlite(path) => sqlite_conn(path)
+                .query_row(
+                    "SELECT status, completed_at, duration_ms, error FROM schedule_executions WHERE id = ?1",
+                    [id],
+                    |r| Ok(RowState { status: r.get(0)?, completed_at: r.get(1)?, duration_ms: r.get(2)?, error: r.get(3)? }),
+                )
+                .expect("row exists"),
+            DbHandle::Postgres(url) => {
+                let (url, id) = (url.clone(), id.to_owned());
+                std::thread::spawn(move || {
+                    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect to postgres");
+                    let r = client
+                        .query_one(
+                            "SELECT status, completed_at::text, duration_ms::bigint, error FROM schedule_executions WHERE id = $1",
+                            &[&id],
+                        )
+                        .expect("row exists");
+                    RowState { status: r.get(0), completed_at: r.get(1), duration_ms: r.get(2), error: r.get(3) }
+                })
+                .join()
+                .expect("postgres query")
+            }
+        }
+    }
+}
+
+fn sqlite_conn(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open db");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    // Trinity declares foreign keys but does not enforce them (bundled SQLite would).
+    conn.pragma_update(None, "foreign_keys", false)
+        .expect("foreign keys off");
+    conn
+}
+
+/// An SQL string literal.
+fn lit(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn lit_int(value: Option<i64>) -> String {
+    value.map_or("NULL".to_owned(), |v| v.to_string())
+}
+
+/// A Trinity database with the real schema: an SQLite file in a temp directory, or (with
+/// `with_backend(Backend::Postgres, …)`) a fresh PostgreSQL database.
 pub struct TrinityDb {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
+    pub handle: DbHandle,
+    pg_name: Option<String>,
 }
 
 /// The columns of a row the tests look at after an apply.
@@ -54,42 +159,80 @@ impl TrinityDb {
     pub fn new() -> TrinityDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("trinity.db");
-        let conn = Connection::open(&path).expect("create db");
-        conn.execute_batch(SCHEMA).expect("schema");
-        TrinityDb { dir, path }
+        match BACKEND.with(|b| b.get()) {
+            Backend::Sqlite => {
+                let conn = Connection::open(&path).expect("create db");
+                conn.execute_batch(SCHEMA).expect("schema");
+                TrinityDb {
+                    dir,
+                    path: path.clone(),
+                    handle: DbHandle::Sqlite(path),
+                    pg_name: None,
+                }
+            }
+            Backend::Postgres => {
+                let name = format!(
+                    "trinity_test_{}_{:x}",
+                    std::process::id(),
+                    rand::random::<u64>()
+                );
+                DbHandle::Postgres(format!("{PG_SERVER}/postgres"))
+                    .execute(&format!("CREATE DATABASE {name}"));
+                let handle = DbHandle::Postgres(format!("{PG_SERVER}/{name}"));
+                handle.execute(&postgres_schema());
+                TrinityDb {
+                    dir,
+                    path,
+                    handle,
+                    pg_name: Some(name),
+                }
+            }
+        }
     }
 
+    /// The options that point trinity-watchdog at this database.
+    pub fn args(&self) -> Vec<String> {
+        match &self.handle {
+            DbHandle::Sqlite(path) => vec!["--db".into(), path.display().to_string()],
+            DbHandle::Postgres(url) => vec!["--database-url".into(), url.clone()],
+        }
+    }
+
+    /// A direct SQLite connection (SQLite-only tests).
     pub fn conn(&self) -> Connection {
-        let conn = Connection::open(&self.path).expect("open db");
-        conn.busy_timeout(Duration::from_secs(5))
-            .expect("busy timeout");
-        // Trinity declares foreign keys but does not enforce them (bundled SQLite would).
-        conn.pragma_update(None, "foreign_keys", false)
-            .expect("foreign keys off");
-        conn
+        assert!(
+            matches!(self.handle, DbHandle::Sqlite(_)),
+            "conn() is for SQLite tests"
+        );
+        sqlite_conn(&self.path)
     }
 
     pub fn path(&self) -> &str {
         self.path.to_str().expect("utf-8 path")
     }
 
+    pub fn execute(&self, sql: &str) {
+        self.handle.execute(sql);
+    }
+
     pub fn add_agent(&self, name: &str, timeout_seconds: Option<i64>) {
-        self.conn()
-            .execute(
-                "INSERT INTO agent_ownership (agent_name, owner_id, created_at, execution_timeout_seconds) VALUES (?1, 1, ?2, ?3)",
-                params![name, ago(86_400), timeout_seconds],
-            )
-            .expect("insert agent");
+        self.execute(&format!(
+            "INSERT INTO agent_ownership (agent_name, owner_id, created_at, execution_timeout_seconds) VALUES ({}, 1, {}, {})",
+            lit(name),
+            lit(&ago(86_400)),
+            lit_int(timeout_seconds)
+        ));
     }
 
     pub fn add_schedule(&self, id: &str, agent: &str, timeout_seconds: Option<i64>) {
-        self.conn()
-            .execute(
-                "INSERT INTO agent_schedules (id, agent_name, name, cron_expression, message, owner_id, created_at, updated_at, timeout_seconds) \
-                 VALUES (?1, ?2, 'nightly', '0 * * * *', 'do it', 1, ?3, ?3, ?4)",
-                params![id, agent, ago(86_400), timeout_seconds],
-            )
-            .expect("insert schedule");
+        self.execute(&format!(
+            "INSERT INTO agent_schedules (id, agent_name, name, cron_expression, message, owner_id, created_at, updated_at, timeout_seconds) \
+             VALUES ({}, {}, 'nightly', '0 * * * *', 'do it', 1, {created}, {created}, {})",
+            lit(id),
+            lit(agent),
+            lit_int(timeout_seconds),
+            created = lit(&ago(86_400)),
+        ));
     }
 
     /// A row with every NOT NULL column filled; `started_at` is taken as given.
@@ -106,33 +249,48 @@ impl TrinityDb {
         schedule_id: &str,
     ) {
         let completed = (status != "running" && status != "queued").then(|| ago(600));
-        self.conn()
-            .execute(
-                "INSERT INTO schedule_executions (id, schedule_id, agent_name, status, started_at, completed_at, message, triggered_by, claude_session_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'run the job', 'schedule', 'dispatched')",
-                params![id, schedule_id, agent, status, started_at, completed],
-            )
-            .expect("insert execution");
+        self.execute(&format!(
+            "INSERT INTO schedule_executions (id, schedule_id, agent_name, status, started_at, completed_at, message, triggered_by, claude_session_id) \
+             VALUES ({}, {}, {}, {}, {}, {}, 'run the job', 'schedule', 'dispatched')",
+            lit(id),
+            lit(schedule_id),
+            lit(agent),
+            lit(status),
+            lit(started_at),
+            completed.as_deref().map_or("NULL".to_owned(), lit),
+        ));
     }
 
     pub fn set(&self, id: &str, assignments: &str) {
-        self.conn()
-            .execute(
-                &format!("UPDATE schedule_executions SET {assignments} WHERE id = ?1"),
-                [id],
-            )
-            .expect("update execution");
+        self.execute(&format!(
+            "UPDATE schedule_executions SET {assignments} WHERE id = {}",
+            lit(id)
+        ));
     }
 
     pub fn row(&self, id: &str) -> RowState {
-        self.conn()
-            .query_row(
-                "SELECT status, completed_at, duration_ms, error FROM schedule_executions WHERE id = ?1",
-                [id],
-                |r| Ok(RowState { status: r.get(0)?, completed_at: r.get(1)?, duration_ms: r.get(2)?, error: r.get(3)? }),
-            )
-            .expect("row exists")
+        self.handle.row(id)
     }
+}
+
+impl Drop for TrinityDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            DbHandle::Postgres(format!("{PG_SERVER}/postgres"))
+                .execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Trinity's schema in PostgreSQL's dialect, derived from the SQLite one: the same tables,
+/// columns and indexes; foreign keys left out, as Trinity does not enforce them.
+pub fn postgres_schema() -> String {
+    SCHEMA
+        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "SERIAL PRIMARY KEY")
+        .replace(
+            "    fan_out_id TEXT,\n    FOREIGN KEY (schedule_id) REFERENCES agent_schedules(id)\n",
+            "    fan_out_id TEXT\n",
+        )
 }
 
 // ---------------------------------------------------------------------------------------------
