@@ -33,10 +33,14 @@ impl Postgres {
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .application_name("trinity-watchdog");
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|err| eyre!("cannot connect to PostgreSQL at {shown}: {err}"))?;
+        let (client, connection) = config.connect(NoTls).await.map_err(|err| {
+            let hint = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                " (TLS to PostgreSQL is not supported yet: connect without sslmode=require)"
+            } else {
+                ""
+            };
+            eyre!("cannot connect to PostgreSQL at {shown}: {err}{hint}")
+        })?;
         tokio::spawn(async move {
             // The connection ends with the client; a broken one shows up as the next query's error.
             let _ = connection.await;
