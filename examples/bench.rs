@@ -477,12 +477,7 @@ fn sweep(binary: &Path, args: &Args) {
             history: 10_000,
             ..args.clone()
         };
-        println!(
-            "{}",
-            Deployment::build(&case)
-                .measure_scan(binary, &case)
-                .row(&case)
-        );
+        println!("{}", measure_case(binary, &case));
     }
     println!(
         "\nHistory does not matter (A = {}, R = {}):\n\n{}",
@@ -495,12 +490,7 @@ fn sweep(binary: &Path, args: &Args) {
             history,
             ..args.clone()
         };
-        println!(
-            "{}",
-            Deployment::build(&case)
-                .measure_scan(binary, &case)
-                .row(&case)
-        );
+        println!("{}", measure_case(binary, &case));
     }
     println!(
         "\nConcurrency (A = {}, R = {}, H = 10 000, L = {} ms):\n\n{}",
@@ -522,6 +512,11 @@ fn sweep(binary: &Path, args: &Args) {
         println!("{}", deployment.measure_scan(binary, &case).row(&case));
     }
     fleet_capacity(&deployment);
+}
+
+/// One table row: a fresh deployment for `case`, measured.
+fn measure_case(binary: &Path, case: &Args) -> String {
+    Deployment::build(case).measure_scan(binary, case).row(case)
 }
 
 /// Shows that the fake fleet is not the bottleneck: requests per second it serves to a client

@@ -104,7 +104,11 @@ pub(crate) async fn apply(
             }
         }
     }
-    plan.interrupted = interrupted.load(Ordering::SeqCst);
+    // Interrupted means work was left undone, not merely that a signal came after the last action.
+    plan.interrupted = plan
+        .items
+        .iter()
+        .any(|item| item.error.as_deref() == Some(NOT_STARTED));
 }
 
 /// The longest `error` the tool writes, in characters.

@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 
+use super::tests::{now, policy};
 use super::*;
 use crate::snapshot::{AgentAnswer, AgentReport, Capacity, Row, Slot, Snapshot};
 
@@ -20,10 +20,6 @@ const STATUSES: [&str; 7] = [
     "queued",
     "pending_retry",
 ];
-
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
-}
 
 fn id() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -130,15 +126,6 @@ prop_compose! {
             in_flight,
         });
         Snapshot { rows, agents, capacity, warnings: vec![] }
-    }
-}
-
-fn policy(scope: Scope) -> Policy {
-    Policy {
-        grace: Duration::from_secs(60),
-        default_timeout: Duration::from_secs(900),
-        agent_filter: BTreeSet::new(),
-        scope,
     }
 }
 

@@ -6,11 +6,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::*;
 use crate::snapshot::{AgentAnswer, AgentReport, Capacity, Row, Slot, Snapshot};
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
 }
 
-fn policy(scope: Scope) -> Policy {
+pub(super) fn policy(scope: Scope) -> Policy {
     Policy {
         grace: Duration::from_secs(60),
         default_timeout: Duration::from_secs(900),

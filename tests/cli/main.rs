@@ -53,6 +53,14 @@ impl Out {
             .unwrap_or_else(|| panic!("no item {id}: {}", self.stdout))
     }
 
+    /// The `error` of one item ("" when null).
+    fn error(&self, id: &str) -> String {
+        self.item(id)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     fn actions(&self) -> u64 {
         self.json()["summary"]["actions"]
             .as_u64()
@@ -515,12 +523,7 @@ fn terminate_failure_leaves_row_and_slot_alone() {
         out.items(),
         [item("slow-1", "timed_out", "terminate_and_fail", "failed")]
     );
-    assert!(
-        out.item("slow-1")["error"]
-            .as_str()
-            .unwrap()
-            .contains("500")
-    );
+    assert!(out.error("slow-1").contains("500"));
     assert_eq!(w.db.row("slow-1").status, "running");
     assert_eq!(slot_members(&mut r, "alpha"), ["slow-1"]);
 }
@@ -595,12 +598,7 @@ fn orphan_is_skipped_when_the_agent_stops_answering_before_apply() {
     let out = w.apply_json("scan");
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.items(), [item("o-1", "orphaned", "fail", "skipped")]);
-    assert!(
-        out.item("o-1")["error"]
-            .as_str()
-            .unwrap()
-            .contains("re-check")
-    );
+    assert!(out.error("o-1").contains("re-check"));
     assert_eq!(w.db.row("o-1").status, "running");
 }
 
@@ -624,12 +622,7 @@ fn orphan_is_skipped_when_the_agent_knows_it_at_the_recheck() {
     let out = w.apply_json("scan");
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.items(), [item("o-1", "orphaned", "fail", "skipped")]);
-    assert!(
-        out.item("o-1")["error"]
-            .as_str()
-            .unwrap()
-            .contains("reports it again")
-    );
+    assert!(out.error("o-1").contains("reports it again"));
     assert_eq!(w.db.row("o-1").status, "running");
 }
 

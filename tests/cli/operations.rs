@@ -240,12 +240,10 @@ fn a_reviewed_plan_applies_exactly_its_actions_and_skips_those_whose_facts_chang
         ]
     );
     assert!(
-        out.item("o-done")["error"]
-            .as_str()
-            .unwrap()
+        out.error("o-done")
             .contains("row status was running, is now success")
     );
-    let back = out.item("o-back")["error"].as_str().unwrap().to_owned();
+    let back = out.error("o-back");
     assert!(
         back.contains("the agent reported it unknown, now pending"),
         "{back}"

@@ -479,12 +479,7 @@ fn terminate_that_times_out_is_failed_and_touches_nothing() {
     let out = w.run(&["kill", "--apply", "-o", "json", "--terminate-timeout", "1s"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.item("slow-1")["outcome"], "failed");
-    assert!(
-        out.item("slow-1")["error"]
-            .as_str()
-            .unwrap()
-            .contains("no answer within 1s")
-    );
+    assert!(out.error("slow-1").contains("no answer within 1s"));
     assert_eq!(w.db.row("slow-1").status, "running");
     assert_eq!(slot_members(&mut r, "alpha"), ["slow-1"]);
 }
@@ -610,10 +605,7 @@ fn redis_dying_mid_apply_keeps_the_writes_reports_releases_failed_and_converges(
         "the database write stands"
     );
     assert_eq!(out.item("o-1")["outcome"], "failed");
-    let error = out.item("o-1")["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let error = out.error("o-1");
     assert!(error.contains("capacity was not released"), "{error}");
     // Redis is back (with its data) once the pause ends; the rerun finds the slot leaked.
     std::thread::sleep(Duration::from_secs(3));
@@ -661,14 +653,7 @@ fn a_database_locked_longer_than_the_busy_timeout_fails_per_row() {
     let out = w.apply_json("scan");
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.item("o-1")["outcome"], "failed");
-    assert!(
-        out.item("o-1")["error"]
-            .as_str()
-            .unwrap()
-            .contains("locked"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.error("o-1").contains("locked"), "{}", out.stdout);
     holder.lock().unwrap().take().unwrap().join().unwrap();
     assert_eq!(w.db.row("o-1").status, "running");
 }
@@ -730,12 +715,7 @@ fn a_row_whose_update_fails_does_not_stop_the_others() {
     let out = w.apply_json("scan");
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.item("o-01")["outcome"], "failed");
-    assert!(
-        out.item("o-01")["error"]
-            .as_str()
-            .unwrap()
-            .contains("sacred")
-    );
+    assert!(out.error("o-01").contains("sacred"));
     assert_eq!(statuses(&w, "o", 3), ["failed", "running", "failed"]);
 }
 
