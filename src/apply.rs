@@ -48,7 +48,6 @@ pub(crate) async fn apply(
         millis(started.elapsed())
     ));
 
-    let started = Instant::now();
     let mut to_write = Vec::new();
     let mut to_release = Vec::new();
     for (index, item) in plan.items.iter_mut().enumerate() {
@@ -68,7 +67,14 @@ pub(crate) async fn apply(
             item.finish(Outcome::Applied, None);
         }
     }
+    let fetched = Instant::now();
     let originals = last_errors(plan, &to_write, sources, settings.concurrency).await;
+    log.info(&format!(
+        "apply: {} original errors fetched in {} ms",
+        originals.len(),
+        millis(fetched.elapsed())
+    ));
+    let started = Instant::now();
     for &index in &to_write {
         let item = &mut plan.items[index];
         if let (Some(original), Some(reason)) =

@@ -608,18 +608,22 @@ async fn last_error(
     UrlPath((agent, id)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut state = state.lock().unwrap();
-    state.calls.push(Call {
-        agent: agent.clone(),
-        method: "GET last-error".into(),
-        execution: Some(id.clone()),
-        token: token(&headers),
-    });
-    match state
-        .agents
-        .get(&agent)
-        .and_then(|fake| fake.last_errors.get(&id))
-    {
+    let (answer, latency) = {
+        let mut state = state.lock().unwrap();
+        state.calls.push(Call {
+            agent: agent.clone(),
+            method: "GET last-error".into(),
+            execution: Some(id.clone()),
+            token: token(&headers),
+        });
+        match state.agents.get(&agent) {
+            Some(fake) => (fake.last_errors.get(&id).cloned(), fake.latency),
+            None => (None, Duration::ZERO),
+        }
+    };
+    // Answers as slowly as the agent's other endpoints.
+    tokio::time::sleep(latency).await;
+    match answer {
         Some((kind, message)) => {
             let body = serde_json::json!({"error_type": kind, "error_message": message, "timestamp": ago(5)});
             ([("content-type", "application/json")], body.to_string()).into_response()
