@@ -13,11 +13,11 @@ mod gather;
 mod lock;
 mod metrics;
 mod output;
-pub mod plan;
+mod plan;
 mod reviewed;
 mod safety;
 mod settings;
-pub mod snapshot;
+mod snapshot;
 mod store;
 mod timestamp;
 
@@ -25,9 +25,7 @@ use std::ffi::OsString;
 
 use clap::FromArgMatches;
 
-pub use agents::parse_answer;
 pub use cli::man_page;
-pub use commands::completions::script as completion_script;
 pub use exit_code::ExitCode;
 
 /// Runs trinity-watchdog with these arguments (the first is the program name): prints the result
