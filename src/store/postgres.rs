@@ -16,6 +16,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Key of the advisory lock: `hashtext` of this name, the same for every run on any host.
 const LOCK_NAME: &str = "trinity-watchdog:apply";
 
+/// A PostgreSQL error with the server's own message (the error's `Display` says only "db error").
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(err) {
+            Some(source) => format!("{err}: {source}"),
+            None => err.to_string(),
+        },
+    }
+}
+
 pub(crate) struct Postgres {
     client: Client,
     shown: String,
@@ -39,7 +50,10 @@ impl Postgres {
             } else {
                 ""
             };
-            eyre!("cannot connect to PostgreSQL at {shown}: {err}{hint}")
+            eyre!(
+                "cannot connect to PostgreSQL at {shown}: {}{hint}",
+                describe(&err)
+            )
         })?;
         tokio::spawn(async move {
             // The connection ends with the client; a broken one shows up as the next query's error.
@@ -169,8 +183,9 @@ impl Postgres {
         completed_at: &str,
     ) -> Result<Vec<Result<bool, String>>, String> {
         let shown = self.shown.clone();
-        let failed =
-            |err: tokio_postgres::Error| format!("cannot mark it failed in {shown}: {err}");
+        let failed = |err: tokio_postgres::Error| {
+            format!("cannot mark it failed in {shown}: {}", describe(&err))
+        };
         let sql = FAIL_SQL
             .replace("{completed}", &self.completed_cast)
             .replace("{duration}", "$2::bigint")
@@ -215,5 +230,78 @@ impl Postgres {
                 self.shown
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh database on the local server (trust auth), dropped by `drop_database`.
+    async fn create_database() -> (String, String) {
+        let name = format!(
+            "trinity_unit_{}_{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        let (admin, connection) =
+            tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", NoTls)
+                .await
+                .expect("the local PostgreSQL server (see .ci/run)");
+        tokio::spawn(connection);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE TABLE schedule_executions (id TEXT PRIMARY KEY, schedule_id TEXT NOT NULL, agent_name TEXT NOT NULL, \
+                 status TEXT NOT NULL, started_at TEXT NOT NULL, completed_at TEXT, duration_ms INTEGER, error TEXT); \
+                 INSERT INTO schedule_executions VALUES ('x', '__manual__', 'a', 'running', '2026-11-28T12:00:00Z', NULL, NULL, NULL)",
+            )
+            .await
+            .expect("schema");
+        (name, url)
+    }
+
+    async fn drop_database(name: &str) {
+        let (admin, connection) =
+            tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", NoTls)
+                .await
+                .expect("connect");
+        tokio::spawn(connection);
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop database");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_session_cannot_write_even_through_the_write_path() {
+        let (name, url) = create_database().await;
+        let mut dry = Postgres::open(&url, false).await.expect("open");
+        let rows = [FailRow {
+            id: "x",
+            error: "should never land",
+            duration_ms: None,
+        }];
+        let refused = dry.fail_running(&rows, "2026-11-28T12:00:00.000000Z").await;
+        let message = match refused {
+            Err(message) => message,
+            Ok(results) => format!("{results:?}"),
+        };
+        assert!(message.contains("read-only transaction"), "{message}");
+        let mut writable = Postgres::open(&url, true).await.expect("open");
+        assert_eq!(
+            writable
+                .fail_running(&rows, "2026-11-28T12:00:00.000000Z")
+                .await,
+            Ok(vec![Ok(true)])
+        );
+        drop((dry, writable));
+        drop_database(&name).await;
     }
 }

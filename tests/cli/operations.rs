@@ -429,3 +429,71 @@ fn postgres_without_trinitys_tables_or_unreachable_is_a_clear_error() {
     );
     assert!(!out.stderr.contains("s3cret-pg-pw"));
 }
+
+#[test]
+fn postgres_a_row_whose_update_fails_does_not_stop_the_others() {
+    let w = on_postgres(World::without_redis);
+    for id in ["o-1", "o-2", "o-3"] {
+        w.db.add_execution(id, "alpha", "running", &ago(600));
+    }
+    w.fleet.set("alpha", FakeAgent::running(&[]));
+    w.db.execute(
+        "CREATE FUNCTION sacred() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'row o-2 is sacred'; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER no_touch BEFORE UPDATE ON schedule_executions FOR EACH ROW WHEN (OLD.id = 'o-2') EXECUTE FUNCTION sacred();",
+    );
+    let out = w.apply_json("scan");
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.error("o-2").contains("sacred"), "{}", out.error("o-2"));
+    let statuses: Vec<String> = ["o-1", "o-2", "o-3"]
+        .iter()
+        .map(|id| w.db.row(id).status)
+        .collect();
+    assert_eq!(statuses, ["failed", "running", "failed"]);
+}
+
+#[test]
+fn postgres_a_row_locked_past_the_lock_timeout_fails_alone() {
+    let w = on_postgres(World::without_redis);
+    for id in ["o-1", "o-2"] {
+        w.db.add_execution(id, "alpha", "running", &ago(600));
+    }
+    w.fleet.set("alpha", FakeAgent::running(&[]));
+    // Another writer holds o-1's row lock for longer than the tool's 5 s lock_timeout.
+    let DbHandle::Postgres(url) = w.db.handle.clone() else {
+        unreachable!()
+    };
+    let (locked, release) = (
+        std::sync::mpsc::channel::<()>(),
+        std::sync::mpsc::channel::<()>(),
+    );
+    let holder = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut tx = client.transaction().unwrap();
+        tx.query(
+            "SELECT 1 FROM schedule_executions WHERE id = 'o-1' FOR UPDATE",
+            &[],
+        )
+        .unwrap();
+        locked.0.send(()).unwrap();
+        release.1.recv().unwrap();
+        tx.rollback().unwrap();
+    });
+    locked.1.recv().unwrap();
+    let out = w.apply_json("scan");
+    release.0.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.error("o-1").contains("lock timeout"),
+        "{}",
+        out.error("o-1")
+    );
+    assert_eq!(out.item("o-2")["outcome"], "applied");
+    assert_eq!(
+        (
+            w.db.row("o-1").status.as_str(),
+            w.db.row("o-2").status.as_str()
+        ),
+        ("running", "failed")
+    );
+}
