@@ -27,7 +27,7 @@ impl Sqlite {
     pub(crate) fn open(path: &Path, writable: bool) -> Result<Sqlite> {
         if !path.is_file() {
             bail!(
-                "database {} does not exist or is not a file (set --db or TRINITY_DB_PATH)",
+                "database {} does not exist or is not a file (set --db / TRINITY_DB_PATH, or --database-url / DATABASE_URL for PostgreSQL)",
                 path.display()
             );
         }
