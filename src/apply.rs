@@ -249,7 +249,7 @@ async fn release_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) 
     for (&index, result) in indices.iter().zip(results) {
         let item = &mut plan.items[index];
         match result {
-            Ok(released) if item.action == Action::ReleaseSlot && !released.slot => {
+            Ok(false) if item.action == Action::ReleaseSlot => {
                 item.finish(
                     Outcome::RaceLost,
                     Some("slot was already released".to_owned()),

@@ -36,13 +36,6 @@ pub(crate) fn in_flight_key(id: &str) -> String {
     format!("execution:inflight:{id}")
 }
 
-/// What releasing an execution's capacity changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Released {
-    pub slot: bool,
-    pub queue_lock: bool,
-}
-
 #[derive(Clone)]
 pub(crate) struct Redis {
     conn: MultiplexedConnection,
@@ -159,11 +152,12 @@ impl Redis {
 
     /// Releases many executions' capacity in one pipeline of `release.lua` calls: removes each slot
     /// member and its metadata, and the queue lock if that execution holds it. One result per
-    /// target, in order; a failure of the whole pipeline is every target's error.
+    /// target, in order — whether a slot member was removed; a failure of the whole pipeline is
+    /// every target's error.
     pub(crate) async fn release_many(
         &mut self,
         targets: &[(&str, &str)],
-    ) -> Vec<Result<Released, String>> {
+    ) -> Vec<Result<bool, String>> {
         if targets.is_empty() {
             return Vec::new();
         }
@@ -189,10 +183,7 @@ impl Redis {
                 .into_iter()
                 .map(|reply| {
                     reply
-                        .map(|(slot, queue_lock)| Released {
-                            slot: slot == 1,
-                            queue_lock: queue_lock == 1,
-                        })
+                        .map(|(slot, _queue_lock): (i64, i64)| slot == 1)
                         .map_err(|err| format!("{:#}", self.error(err)))
                 })
                 .collect(),
