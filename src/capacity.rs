@@ -73,8 +73,18 @@ impl Redis {
     }
 
     /// Slots of the given agents with their metadata, and the in-flight markers of `ids`.
-    pub(crate) async fn read(&mut self, agents: &[String], ids: &[String]) -> Result<Capacity> {
+    ///
+    /// A key of the wrong type is bad input, not a reason to stop: an agent whose slot set cannot
+    /// be read gets no slot verdicts (with a warning), and a slot whose metadata cannot be read
+    /// counts as having metadata of unknown timeout.
+    pub(crate) async fn read(
+        &mut self,
+        agents: &[String],
+        ids: &[String],
+        warnings: &mut Vec<String>,
+    ) -> Result<Capacity> {
         let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for agent in agents {
             pipe.cmd("ZRANGE")
                 .arg(slots_key(agent))
@@ -82,25 +92,32 @@ impl Redis {
                 .arg(-1)
                 .arg("WITHSCORES");
         }
-        let members: Vec<Vec<(String, f64)>> = pipe
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|err| self.error(err))?;
-        let mut slots: Vec<Slot> = agents
-            .iter()
-            .zip(members)
-            .flat_map(|(agent, members)| {
-                members.into_iter().map(move |(execution_id, score)| Slot {
+        let members: Vec<redis::RedisResult<Vec<(String, f64)>>> = if agents.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut self.conn)
+                .await
+                .map_err(|err| self.error(err))?
+        };
+        let mut slots = Vec::new();
+        for (agent, members) in agents.iter().zip(members) {
+            match members {
+                Ok(members) => slots.extend(members.into_iter().map(|(execution_id, score)| Slot {
                     agent: agent.clone(),
                     execution_id,
                     acquired_at: score,
                     has_metadata: false,
                     timeout_seconds: None,
-                })
-            })
-            .collect();
+                })),
+                Err(err) => warnings.push(format!(
+                    "{} cannot be read ({err}); the capacity slots of agent {agent} are not checked",
+                    slots_key(agent)
+                )),
+            }
+        }
 
         let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for slot in &slots {
             let key = slot_key(&slot.agent, &slot.execution_id);
             pipe.cmd("EXISTS")
@@ -109,25 +126,21 @@ impl Redis {
                 .arg(&key)
                 .arg("timeout_seconds");
         }
-        let metadata: Vec<(bool, Option<String>)> = if slots.is_empty() {
+        let replies: Vec<redis::RedisResult<redis::Value>> = if slots.is_empty() {
             Vec::new()
         } else {
-            let flat: Vec<redis::Value> = pipe
-                .query_async(&mut self.conn)
+            pipe.query_async(&mut self.conn)
                 .await
-                .map_err(|err| self.error(err))?;
-            flat.chunks(2)
-                .map(|pair| {
-                    let exists = redis::from_redis_value::<bool>(pair[0].clone()).unwrap_or(false);
-                    let timeout =
-                        redis::from_redis_value::<Option<String>>(pair[1].clone()).unwrap_or(None);
-                    (exists, timeout)
-                })
-                .collect()
+                .map_err(|err| self.error(err))?
         };
-        for (slot, (exists, timeout)) in slots.iter_mut().zip(metadata) {
-            slot.has_metadata = exists;
-            slot.timeout_seconds = timeout.and_then(|t| t.trim().parse().ok());
+        for (slot, pair) in slots.iter_mut().zip(replies.chunks(2)) {
+            let value = |reply: &redis::RedisResult<redis::Value>| reply.as_ref().ok().cloned();
+            slot.has_metadata = value(&pair[0])
+                .and_then(|v| redis::from_redis_value::<bool>(v).ok())
+                .unwrap_or(true);
+            slot.timeout_seconds = value(&pair[1])
+                .and_then(|v| redis::from_redis_value::<Option<String>>(v).ok().flatten())
+                .and_then(|t| t.trim().parse().ok());
         }
 
         let mut pipe = redis::pipe();

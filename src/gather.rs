@@ -90,6 +90,7 @@ pub(crate) async fn snapshot(
     } else {
         ProgressBar::hidden()
     };
+    let mut redis_warnings = Vec::new();
     let ((reports, agents_time), (capacity, redis_time)) = tokio::join!(
         async {
             let started = Instant::now();
@@ -101,7 +102,10 @@ pub(crate) async fn snapshot(
         async {
             let started = Instant::now();
             let capacity = match &mut sources.redis {
-                Some(redis) => redis.read(&agents, &running_ids).await.map(Some),
+                Some(redis) => redis
+                    .read(&agents, &running_ids, &mut redis_warnings)
+                    .await
+                    .map(Some),
                 None => Ok(None),
             };
             (capacity, started.elapsed())
@@ -109,6 +113,7 @@ pub(crate) async fn snapshot(
     );
     progress.finish_and_clear();
     let capacity = capacity?;
+    warnings.append(&mut redis_warnings);
     for report in &reports {
         let state = match &report.answer {
             Ok(answer) => format!("{} running", answer.running.len()),

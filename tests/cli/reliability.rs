@@ -783,3 +783,43 @@ fn a_hundred_thousand_history_rows_do_not_confuse_the_plan() {
         "only agents with running rows are asked"
     );
 }
+
+#[test]
+fn redis_keys_of_the_wrong_type_are_warned_about_and_the_rest_goes_on() {
+    let w = World::new();
+    w.db.add_agent("alpha", None);
+    w.db.add_agent("beta", None);
+    w.db.add_execution("done-1", "beta", "cancelled", &ago(900));
+    w.db.add_execution("done-2", "beta", "success", &ago(900));
+    w.fleet.set("alpha", FakeAgent::running(&[]));
+    w.fleet.set("beta", FakeAgent::running(&[]));
+    let mut r = w.redis();
+    set_key(&mut r, "agent:slots:alpha", "not a sorted set");
+    add_slot(&mut r, "beta", "done-1", unix_ago(900), Some(60));
+    add_slot(&mut r, "beta", "done-2", unix_ago(900), None);
+    set_key(
+        &mut r,
+        "agent:slot:beta:done-2",
+        "metadata that is not a hash",
+    );
+
+    let out = w.apply_json("recover");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("agent:slots:alpha cannot be read") && out.stderr.contains("WRONGTYPE"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.items(),
+        [
+            item("done-1", "leaked_slot", "release_slot", "applied"),
+            item("done-2", "leaked_slot", "release_slot", "applied")
+        ]
+    );
+    assert!(slot_members(&mut r, "beta").is_empty());
+    assert!(
+        exists(&mut r, "agent:slots:alpha"),
+        "the unreadable key is left as it is"
+    );
+}
