@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use sha2::Sha256;
 use url::Url;
 
-use crate::settings::{Settings, redact_url};
+use crate::redact::{Secret, redact_url, scrub};
 use crate::snapshot::{AgentAnswer, AgentReport};
 
 const PLACEHOLDER: &str = "{agent}";
@@ -28,9 +28,10 @@ const NAME_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// The agent URL template, e.g. `http://agent-{agent}:8000` or `https://gw.example/agents/{agent}`.
+/// It may carry userinfo, so it is held as a secret.
 #[derive(Clone, Debug)]
 pub(crate) struct UrlTemplate {
-    template: String,
+    template: Secret,
     /// `{agent}` stands in the host: names must then be plain DNS labels.
     in_host: bool,
 }
@@ -38,7 +39,10 @@ pub(crate) struct UrlTemplate {
 impl UrlTemplate {
     pub(crate) fn parse(template: &str) -> Result<UrlTemplate> {
         if !template.contains(PLACEHOLDER) {
-            bail!("agent URL template {template:?} must contain {PLACEHOLDER}");
+            bail!(
+                "agent URL template {:?} must contain {PLACEHOLDER}",
+                redact_url(template)
+            );
         }
         let probe = template.replace(PLACEHOLDER, "probe");
         let url = Url::parse(&probe).map_err(|err| {
@@ -66,7 +70,7 @@ impl UrlTemplate {
         let placeholder_at = template.find(PLACEHOLDER).unwrap_or_default();
         let in_host = authority_end.is_none_or(|end| placeholder_at < end);
         Ok(UrlTemplate {
-            template: template.to_owned(),
+            template: Secret::new(template),
             in_host,
         })
     }
@@ -90,7 +94,7 @@ impl UrlTemplate {
             return bad("in the host part only letters, digits, '-' and '_' are allowed");
         }
         let encoded = utf8_percent_encode(agent, NAME_ENCODE).to_string();
-        Url::parse(&self.template.replace(PLACEHOLDER, &encoded))
+        Url::parse(&self.template.expose().replace(PLACEHOLDER, &encoded))
             .or_else(|err| bad(&err.to_string()))
     }
 }
@@ -131,29 +135,36 @@ pub(crate) enum Terminated {
     NotRunning,
 }
 
+/// How to reach the agents.
+#[derive(Clone, Debug)]
+pub(crate) struct AgentConfig {
+    pub template: UrlTemplate,
+    /// `AGENT_AUTH_SECRET`: signs every call when set.
+    pub secret: Option<Secret>,
+    /// Per request (and per connection attempt).
+    pub timeout: Duration,
+    pub terminate_timeout: Duration,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
 pub(crate) struct AgentClient {
     http: reqwest::Client,
-    template: UrlTemplate,
-    secret: Option<String>,
-    timeout: Duration,
-    terminate_timeout: Duration,
-    concurrency: usize,
+    config: AgentConfig,
 }
 
 impl AgentClient {
-    pub(crate) fn new(settings: &Settings) -> Result<AgentClient> {
+    pub(crate) fn new(config: &AgentConfig) -> Result<AgentClient> {
+        // rustls with the ring provider (see Cargo.toml); installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(settings.http_timeout)
+            .connect_timeout(config.timeout)
             .user_agent(concat!("trinity-watchdog/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(AgentClient {
             http,
-            template: settings.agent_url.clone(),
-            secret: settings.agent_secret.clone(),
-            timeout: settings.http_timeout,
-            terminate_timeout: settings.terminate_timeout,
-            concurrency: settings.concurrency,
+            config: config.clone(),
         })
     }
 
@@ -169,7 +180,7 @@ impl AgentClient {
                 progress.inc(1);
                 report
             })
-            .buffer_unordered(self.concurrency)
+            .buffer_unordered(self.config.concurrency)
             .collect()
             .await;
         reports.sort_by(|a, b| a.name.cmp(&b.name));
@@ -181,10 +192,12 @@ impl AgentClient {
         let started = Instant::now();
         let answer = async {
             let url = endpoint(
-                &self.template.base_url(agent)?,
+                &self.config.template.base_url(agent)?,
                 &["api", "executions", "running"],
             )?;
-            let response = self.send(Method::GET, url, agent, self.timeout).await?;
+            let response = self
+                .send(Method::GET, url, agent, self.config.timeout)
+                .await?;
             let status = response.status();
             if status != StatusCode::OK {
                 return Err(describe_status(status));
@@ -200,11 +213,12 @@ impl AgentClient {
     }
 
     /// `GET /api/executions/{id}/last-error`: the error the agent recorded for an execution, if
-    /// it has one. Optional by design: older images lack the endpoint, and any failure (404,
-    /// timeout, an answer that does not parse) simply means there is none.
+    /// it has one, as Trinity stores it: `[{error_type}] {error_message}`. Optional by design:
+    /// older images lack the endpoint, and any failure (404, timeout, an answer that does not
+    /// parse) simply means there is none. The text is the agent's, unscrubbed.
     pub(crate) async fn last_error(&self, agent: &str, id: &str) -> Option<String> {
         let url = endpoint(
-            &self.template.base_url(agent).ok()?,
+            &self.config.template.base_url(agent).ok()?,
             &["api", "executions", id, "last-error"],
         )
         .ok()?;
@@ -213,7 +227,7 @@ impl AgentClient {
                 Method::GET,
                 url,
                 agent,
-                self.timeout.min(LAST_ERROR_TIMEOUT),
+                self.config.timeout.min(LAST_ERROR_TIMEOUT),
             )
             .await
             .ok()?;
@@ -229,22 +243,21 @@ impl AgentClient {
         let message = body.error_message.filter(|m| !m.trim().is_empty());
         let kind = body.error_type.filter(|t| !t.trim().is_empty());
         match (kind, message) {
-            (Some(kind), Some(message)) if !message.starts_with(&kind) => {
-                Some(format!("{kind}: {message}"))
-            }
-            (_, Some(message)) => Some(message),
-            (kind, None) => kind,
+            (Some(kind), Some(message)) => Some(format!("[{kind}] {message}")),
+            (None, Some(message)) => Some(message),
+            (Some(kind), None) => Some(format!("[{kind}]")),
+            (None, None) => None,
         }
     }
 
     /// `POST /api/executions/{id}/terminate`.
     pub(crate) async fn terminate(&self, agent: &str, id: &str) -> Result<Terminated, String> {
         let url = endpoint(
-            &self.template.base_url(agent)?,
+            &self.config.template.base_url(agent)?,
             &["api", "executions", id, "terminate"],
         )?;
         let response = self
-            .send(Method::POST, url, agent, self.terminate_timeout)
+            .send(Method::POST, url, agent, self.config.terminate_timeout)
             .await?;
         match response.status() {
             status if status.is_success() => Ok(Terminated::Yes),
@@ -262,8 +275,8 @@ impl AgentClient {
     ) -> Result<reqwest::Response, String> {
         let shown = format!("{method} {}", redact_url(url.as_str()));
         let mut request = self.http.request(method, url).timeout(timeout);
-        if let Some(secret) = &self.secret {
-            request = request.header(TOKEN_HEADER, auth_token(secret, agent));
+        if let Some(secret) = &self.config.secret {
+            request = request.header(TOKEN_HEADER, auth_token(secret.expose(), agent));
         }
         request.send().await.map_err(|err| {
             if err.is_timeout() {
@@ -350,8 +363,10 @@ pub fn parse_answer(body: &[u8]) -> Result<AgentAnswer, String> {
         } else if inner.is_data() {
             format!("{path}: {inner}")
         } else {
-            let start =
-                String::from_utf8_lossy(&body[..body.len().min(40)]).replace(char::is_control, " ");
+            let start = scrub(
+                &String::from_utf8_lossy(&body[..body.len().min(40)])
+                    .replace(char::is_control, " "),
+            );
             format!("answer is not JSON ({inner}); it starts with {start:?}")
         }
     };

@@ -1,47 +1,58 @@
 //! Applying a plan. Per execution the order is terminate → guarded write → release capacity, and
 //! capacity is released only after the write won; across executions the work is batched: every
-//! terminate runs concurrently, the guarded writes follow in plan order (one transaction per row),
-//! and the releases go to Redis in one pipeline. Orphans are re-checked with their agents just
-//! before the writes. Every action ends with an outcome on its item; an interrupt lets the work in
-//! progress finish and starts no new write or terminate.
+//! terminate runs concurrently, the guarded writes follow in plan order, committed `WRITE_BATCH`
+//! at a time with a savepoint per row (a row whose update fails rolls back alone; a failed commit
+//! fails its whole batch), and the releases go to Redis in one pipeline. Orphans are re-checked
+//! with their agents just before the writes. Every action ends with an outcome on its item, and
+//! in the audit log at once. Results belong to items (by their index in the plan), never to ids:
+//! one id can be two items (a zombie whose slot leaked, a process on two agents).
+//!
+//! The interrupt flag is checked before every step. Once it is set nothing new starts; an action
+//! whose first effect happened (its process was terminated, its row written) is carried to its
+//! end; everything else is `skipped` ("not started").
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures_util::StreamExt;
 
 use crate::agents::Terminated;
-use crate::audit::AuditLog;
 use crate::gather::{Sources, millis};
+use crate::guard::ApplyGuard;
+use crate::log::Log;
 use crate::plan::{Action, Item, Outcome, Plan, Verdict};
-use crate::settings::Settings;
+use crate::redact::scrub;
 use crate::snapshot::AgentReport;
 use crate::store::FailRow;
 
-const NOT_STARTED: &str = "not started: the apply was interrupted";
+pub(crate) const NOT_STARTED: &str = "not started: the apply was interrupted";
 /// Guarded writes committed together (each in its own savepoint): short enough to hold the write
 /// lock only briefly, long enough to spare a commit per row.
 const WRITE_BATCH: usize = 200;
 
-/// Carries out every action of the plan, records each outcome on its item and in the audit log.
+/// Carries out every action of the plan; each outcome lands on its item and in the audit log.
 pub(crate) async fn apply(
     plan: &mut Plan,
     sources: &mut Sources,
-    settings: &Settings,
-    audit: Option<&mut AuditLog>,
-    interrupted: &AtomicBool,
+    guard: &ApplyGuard,
+    concurrency: usize,
+    log: Log,
 ) {
-    let log = settings.log;
-    let started = Instant::now();
-    recheck_orphans(plan, sources).await;
-    log.info(&format!(
-        "apply: re-checked agents of orphans in {} ms",
-        millis(started.elapsed())
-    ));
+    // Actions a saved plan already skipped (their facts changed) are in the trail too.
+    for item in plan.items.iter().filter(|item| item.outcome.is_some()) {
+        guard.record(item);
+    }
+    if !guard.interrupted() {
+        let started = Instant::now();
+        recheck_orphans(plan, sources, guard).await;
+        log.info(&format!(
+            "apply: re-checked agents of orphans in {} ms",
+            millis(started.elapsed())
+        ));
+    }
 
     let started = Instant::now();
-    let mut terminations = terminate_all(plan, sources, settings.concurrency, interrupted).await;
+    let mut terminations = terminate_all(plan, sources, concurrency, guard).await;
     log.info(&format!(
         "apply: {} terminate calls in {} ms",
         terminations.len(),
@@ -54,75 +65,123 @@ pub(crate) async fn apply(
         if item.action == Action::None || item.outcome.is_some() {
             continue;
         }
-        let termination = terminations.remove(&item.execution_id);
-        if interrupted.load(Ordering::SeqCst) && termination.is_none() {
-            item.finish(Outcome::Skipped, Some(NOT_STARTED.to_owned()));
-        } else if !terminated(item, termination) {
-            // The item has its outcome.
-        } else if item.action.fails() {
+        if item.action.terminates() {
+            match terminations.remove(&index) {
+                None if guard.interrupted() => {
+                    guard.settle(item, Outcome::Skipped, Some(NOT_STARTED.to_owned()));
+                    continue;
+                }
+                termination => {
+                    if !terminated(item, termination, guard) {
+                        continue;
+                    }
+                }
+            }
+        } else if guard.interrupted() {
+            guard.settle(item, Outcome::Skipped, Some(NOT_STARTED.to_owned()));
+            continue;
+        }
+        if item.action.fails() {
             to_write.push(index);
         } else if item.action == Action::ReleaseSlot {
             to_release.push(index);
         } else {
-            item.finish(Outcome::Applied, None);
+            guard.settle(item, Outcome::Applied, None);
         }
     }
-    let fetched = Instant::now();
-    let originals = last_errors(plan, &to_write, sources, settings.concurrency).await;
-    log.info(&format!(
-        "apply: {} original errors fetched in {} ms",
-        originals.len(),
-        millis(fetched.elapsed())
-    ));
+
+    if !to_write.is_empty() && !guard.interrupted() {
+        let fetched = Instant::now();
+        let originals = last_errors(plan, &to_write, sources, concurrency, guard).await;
+        log.info(&format!(
+            "apply: {} original errors fetched in {} ms",
+            originals.len(),
+            millis(fetched.elapsed())
+        ));
+        for (index, original) in originals {
+            let item = &mut plan.items[index];
+            if let Some(reason) = &item.fail_message {
+                item.fail_message = Some(with_original(&original, reason));
+            }
+        }
+    }
+
     let started = Instant::now();
-    for &index in &to_write {
-        let item = &mut plan.items[index];
-        if let (Some(original), Some(reason)) =
-            (originals.get(&item.execution_id), &item.fail_message)
-        {
-            item.fail_message = Some(with_original(original, reason));
-        }
-    }
+    let mut won = Vec::new();
     for chunk in to_write.chunks(WRITE_BATCH) {
-        to_release.extend(write_all(plan, chunk, sources).await);
-        // Let the signal listener run between batches.
-        tokio::task::yield_now().await;
+        // After an interrupt only the rows whose process was already terminated are written.
+        let mut batch = Vec::with_capacity(chunk.len());
+        for &index in chunk {
+            let item = &mut plan.items[index];
+            if guard.interrupted() && !item.action.terminates() {
+                guard.settle(item, Outcome::Skipped, Some(NOT_STARTED.to_owned()));
+            } else {
+                batch.push(index);
+            }
+        }
+        let before = guard.interrupted();
+        let (batch_won, committed) = write_batch(plan, &batch, sources, guard).await;
+        if !before && guard.interrupted() {
+            eprintln!(
+                "interrupted during a write batch of {} rows: it {}",
+                batch.len(),
+                if committed {
+                    "committed whole"
+                } else {
+                    "was rolled back whole (see the items' errors)"
+                }
+            );
+        }
+        won.extend(batch_won);
     }
-    to_release.sort_unstable();
     log.info(&format!(
         "apply: {} guarded writes in {} ms",
         to_write.len(),
         millis(started.elapsed())
     ));
 
+    // A won write's release finishes its action; a slot-only release not begun is not started.
+    if guard.interrupted() {
+        for &index in &to_release {
+            guard.settle(
+                &mut plan.items[index],
+                Outcome::Skipped,
+                Some(NOT_STARTED.to_owned()),
+            );
+        }
+        to_release.clear();
+    }
+    to_release.extend(won);
+    to_release.sort_unstable();
     let started = Instant::now();
-    release_all(plan, &to_release, sources).await;
+    release_all(plan, &to_release, sources, guard).await;
     log.info(&format!(
         "apply: {} releases in {} ms",
         to_release.len(),
         millis(started.elapsed())
     ));
+}
 
-    if let Some(audit) = audit {
-        for item in plan.items.iter().filter(|item| item.outcome.is_some()) {
-            if let Err(err) = audit.record(item) {
-                log.warn(&format!("{err:#}"));
-            }
-        }
-    }
-    // Interrupted means work was left undone, not merely that a signal came after the last action.
-    plan.interrupted = plan
+/// Marks every action of the plan `skipped` ("not started"): an interrupt came before the apply.
+pub(crate) fn skip_all(plan: &mut Plan, guard: &ApplyGuard) {
+    for item in plan
         .items
-        .iter()
-        .any(|item| item.error.as_deref() == Some(NOT_STARTED));
+        .iter_mut()
+        .filter(|item| item.action != Action::None && item.outcome.is_none())
+    {
+        guard.settle(item, Outcome::Skipped, Some(NOT_STARTED.to_owned()));
+    }
 }
 
 /// The longest `error` the tool writes, in characters.
 const MAX_ERROR_CHARS: usize = 2000;
 
-/// `"{original}. Cleanup: {reason}"`, at most `MAX_ERROR_CHARS` characters: the original is
-/// shortened (marked with `…`) so that the cleanup reason, which alerts match on, always survives.
+/// `"{original}. Cleanup: {reason}"`, at most `MAX_ERROR_CHARS` characters. The original is the
+/// agent's text: it is scrubbed of credentials first (as Trinity's backend scrubs what it
+/// persists), then shortened (marked with `…`) so that the cleanup reason, which alerts match
+/// on, always survives.
 pub(crate) fn with_original(original: &str, reason: &str) -> String {
+    let original = scrub(original);
     let original = original.trim().trim_end_matches('.');
     let suffix = format!(". Cleanup: {reason}");
     let room = MAX_ERROR_CHARS.saturating_sub(suffix.chars().count());
@@ -142,27 +201,32 @@ pub(crate) fn with_original(original: &str, reason: &str) -> String {
     message
 }
 
-/// Fetches the agents' own last error for every execution about to be failed, concurrently.
+/// Fetches the agents' own last error for every item about to be failed, concurrently; none
+/// starts once the apply is interrupted. Keyed by item index.
 async fn last_errors(
     plan: &Plan,
     indices: &[usize],
     sources: &Sources,
     concurrency: usize,
-) -> HashMap<String, String> {
-    futures_util::stream::iter(indices.iter().map(|&index| &plan.items[index]))
-        .filter_map(|item| {
-            std::future::ready(
-                item.agent
-                    .as_deref()
-                    .map(|agent| (agent, item.execution_id.as_str())),
-            )
+    guard: &ApplyGuard,
+) -> HashMap<usize, String> {
+    let jobs: Vec<(usize, &str, &str)> = indices
+        .iter()
+        .filter_map(|&index| {
+            let item = &plan.items[index];
+            Some((index, item.agent.as_deref()?, item.execution_id.as_str()))
         })
-        .map(|(agent, id)| async move {
+        .collect();
+    futures_util::stream::iter(jobs)
+        .map(|(index, agent, id)| async move {
+            if guard.interrupted() {
+                return None;
+            }
             sources
                 .agents
                 .last_error(agent, id)
                 .await
-                .map(|error| (id.to_owned(), error))
+                .map(|error| (index, error))
         })
         .buffer_unordered(concurrency)
         .filter_map(std::future::ready)
@@ -170,12 +234,13 @@ async fn last_errors(
         .await
 }
 
-/// Settles an item's terminate, if it needs one: `true` when the action goes on (no terminate
-/// needed, or it succeeded); otherwise the item has its outcome.
-fn terminated(item: &mut Item, termination: Option<Result<Terminated, String>>) -> bool {
-    if !item.action.terminates() {
-        return true;
-    }
+/// Settles an item's terminate: `true` when it succeeded and the action goes on; otherwise the
+/// item has its outcome.
+fn terminated(
+    item: &mut Item,
+    termination: Option<Result<Terminated, String>>,
+    guard: &ApplyGuard,
+) -> bool {
     let (outcome, error) = match termination {
         Some(Ok(Terminated::Yes)) => return true,
         Some(Ok(Terminated::NotRunning)) => (
@@ -185,13 +250,22 @@ fn terminated(item: &mut Item, termination: Option<Result<Terminated, String>>) 
         Some(Err(reason)) => (Outcome::Failed, reason),
         None => (Outcome::Failed, "no agent to terminate it on".to_owned()),
     };
-    item.finish(outcome, Some(error));
+    guard.settle(item, outcome, Some(error));
     false
 }
 
-/// The guarded writes of these items, committed together; returns the items whose write won and
-/// whose capacity is now to be released. The others have their outcome.
-async fn write_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) -> Vec<usize> {
+/// The guarded writes of these items, committed together. Returns the items whose write won
+/// (their capacity is to be released next; the others have their outcome) and whether the batch
+/// committed.
+async fn write_batch(
+    plan: &mut Plan,
+    indices: &[usize],
+    sources: &mut Sources,
+    guard: &ApplyGuard,
+) -> (Vec<usize>, bool) {
+    if indices.is_empty() {
+        return (Vec::new(), true);
+    }
     let now = chrono::Utc::now();
     let rows: Vec<FailRow<'_>> = indices
         .iter()
@@ -211,27 +285,33 @@ async fn write_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) ->
             }
         })
         .collect();
-    let results = sources.store.fail_running(&rows).await;
+    let (results, committed) = sources.store.fail_running(&rows).await;
     let mut won = Vec::new();
     for (&index, result) in indices.iter().zip(results) {
         let item = &mut plan.items[index];
         match result {
             Ok(true) => won.push(index),
-            Ok(false) => item.finish(
+            Ok(false) => guard.settle(
+                item,
                 Outcome::RaceLost,
                 Some("row was no longer running; left as it is".to_owned()),
             ),
-            Err(err) => item.finish(Outcome::Failed, Some(err)),
+            Err(err) => guard.settle(item, Outcome::Failed, Some(err)),
         }
     }
-    won
+    (won, committed)
 }
 
 /// Releases the capacity of the given items in one Redis pipeline and settles their outcomes.
-async fn release_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) {
+async fn release_all(
+    plan: &mut Plan,
+    indices: &[usize],
+    sources: &mut Sources,
+    guard: &ApplyGuard,
+) {
     let Some(redis) = &mut sources.redis else {
         for &index in indices {
-            plan.items[index].finish(Outcome::Applied, None);
+            guard.settle(&mut plan.items[index], Outcome::Applied, None);
         }
         return;
     };
@@ -248,36 +328,34 @@ async fn release_all(plan: &mut Plan, indices: &[usize], sources: &mut Sources) 
     let results = redis.release_many(&targets).await;
     for (&index, result) in indices.iter().zip(results) {
         let item = &mut plan.items[index];
-        match result {
-            Ok(false) if item.action == Action::ReleaseSlot => {
-                item.finish(
-                    Outcome::RaceLost,
-                    Some("slot was already released".to_owned()),
-                );
-            }
-            Ok(_) => item.finish(Outcome::Applied, None),
-            Err(err) if item.action.fails() => item.finish(
+        let (outcome, error) = match result {
+            Ok(false) if item.action == Action::ReleaseSlot => (
+                Outcome::RaceLost,
+                Some("slot was already released".to_owned()),
+            ),
+            Ok(_) => (Outcome::Applied, None),
+            Err(err) if item.action.fails() => (
                 Outcome::Failed,
                 Some(format!(
                     "row marked failed, but its capacity was not released: {err}"
                 )),
             ),
-            Err(err) => item.finish(Outcome::Failed, Some(err)),
-        }
+            Err(err) => (Outcome::Failed, Some(err)),
+        };
+        guard.settle(item, outcome, error);
     }
 }
 
 /// Asks each agent with orphans once more; an orphan is skipped when its agent now knows it or
 /// no longer answers: the world moved on since the plan was built.
-async fn recheck_orphans(plan: &mut Plan, sources: &Sources) {
+async fn recheck_orphans(plan: &mut Plan, sources: &Sources, guard: &ApplyGuard) {
+    let is_orphan = |item: &Item| {
+        item.verdict == Verdict::Orphaned && item.action == Action::Fail && item.outcome.is_none()
+    };
     let agents: BTreeSet<String> = plan
         .items
         .iter()
-        .filter(|item| {
-            item.verdict == Verdict::Orphaned
-                && item.action == Action::Fail
-                && item.outcome.is_none()
-        })
+        .filter(|item| is_orphan(item))
         .filter_map(|item| item.agent.clone())
         .collect();
     if agents.is_empty() {
@@ -292,52 +370,51 @@ async fn recheck_orphans(plan: &mut Plan, sources: &Sources) {
         .iter()
         .map(|report| (report.name.as_str(), report))
         .collect();
-    for item in plan
-        .items
-        .iter_mut()
-        .filter(|item| item.verdict == Verdict::Orphaned && item.outcome.is_none())
-    {
+    for item in plan.items.iter_mut().filter(|item| is_orphan(item)) {
         let Some(report) = item.agent.as_deref().and_then(|agent| reports.get(agent)) else {
             continue;
         };
         match &report.answer {
-            Err(reason) => item.finish(
+            Err(reason) => guard.settle(
+                item,
                 Outcome::Skipped,
                 Some(format!(
                     "agent did not answer the re-check before apply: {reason}"
                 )),
             ),
-            Ok(answer) if answer.knows(&item.execution_id) => {
-                item.finish(
-                    Outcome::Skipped,
-                    Some("agent reports it again at the re-check before apply".to_owned()),
-                );
-            }
+            Ok(answer) if answer.knows(&item.execution_id) => guard.settle(
+                item,
+                Outcome::Skipped,
+                Some("agent reports it again at the re-check before apply".to_owned()),
+            ),
             Ok(_) => {}
         }
     }
 }
 
-/// Terminates every item that needs it, `concurrency` at a time, keyed by execution id. None
-/// starts once `interrupted` is set; those already running finish.
+/// Terminates every item that needs it, `concurrency` at a time, keyed by item index. None
+/// starts once the apply is interrupted; those already running finish.
 async fn terminate_all(
     plan: &Plan,
     sources: &Sources,
     concurrency: usize,
-    interrupted: &AtomicBool,
-) -> HashMap<String, Result<Terminated, String>> {
-    let jobs: Vec<(&str, &str)> = plan
+    guard: &ApplyGuard,
+) -> HashMap<usize, Result<Terminated, String>> {
+    let jobs: Vec<(usize, &str, &str)> = plan
         .items
         .iter()
-        .filter(|item| item.action.terminates() && item.outcome.is_none())
-        .filter_map(|item| Some((item.agent.as_deref()?, item.execution_id.as_str())))
+        .enumerate()
+        .filter(|(_, item)| item.action.terminates() && item.outcome.is_none())
+        .filter_map(|(index, item)| {
+            Some((index, item.agent.as_deref()?, item.execution_id.as_str()))
+        })
         .collect();
     futures_util::stream::iter(jobs)
-        .map(|(agent, id)| async move {
-            if interrupted.load(Ordering::SeqCst) {
+        .map(|(index, agent, id)| async move {
+            if guard.interrupted() {
                 return None;
             }
-            Some((id.to_owned(), sources.agents.terminate(agent, id).await))
+            Some((index, sources.agents.terminate(agent, id).await))
         })
         .buffer_unordered(concurrency)
         .filter_map(std::future::ready)
@@ -348,6 +425,21 @@ async fn terminate_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_original_error_is_scrubbed_before_it_is_shortened() {
+        let key = format!("sk-ant-api03-{}", "k".repeat(40));
+        let original = format!("[AuthError] upstream said {key}; ANTHROPIC_API_KEY={key}");
+        let message = with_original(&original, "Recovered");
+        assert_eq!(
+            message,
+            "[AuthError] upstream said ***REDACTED***; ANTHROPIC_API_KEY=***REDACTED***. Cleanup: Recovered"
+        );
+        // A secret that straddles the cut is scrubbed before the cut, never half kept.
+        let long = format!("{}{key}", "x".repeat(1950));
+        let message = with_original(&long, "Recovered");
+        assert!(!message.contains("sk-ant"), "{message}");
+    }
 
     #[test]
     fn original_error_comes_first_and_the_reason_always_survives() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use color_eyre::eyre::{Result, eyre};
 use redis::aio::MultiplexedConnection;
 
-use crate::settings::redact_url;
+use crate::redact::{REDACTED, Secret};
 use crate::snapshot::{Capacity, Slot};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,6 +19,10 @@ static UNLOCK_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("unlock.lua")));
 static REFRESH_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("refresh.lua")));
+static TAKEOVER_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("takeover.lua")));
+/// How long the last-resort release (a panic, a second signal) may take.
+const BLOCKING_UNLOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) fn slots_key(agent: &str) -> String {
     format!("agent:slots:{agent}")
@@ -36,16 +40,25 @@ pub(crate) fn in_flight_key(id: &str) -> String {
     format!("execution:inflight:{id}")
 }
 
+/// Where the capacity slots live.
+#[derive(Clone, Debug)]
+pub(crate) struct RedisConfig {
+    /// `redis://…`; may carry a password.
+    pub url: Secret,
+}
+
 #[derive(Clone)]
 pub(crate) struct Redis {
     conn: MultiplexedConnection,
+    client: redis::Client,
     shown: String,
 }
 
 impl Redis {
     /// Connects and pings; an unreachable Redis is a fatal error (it was configured).
-    pub(crate) async fn connect(url: &str) -> Result<Redis> {
-        let shown = redact_url(url);
+    pub(crate) async fn connect(config: &RedisConfig) -> Result<Redis> {
+        let url = config.url.expose();
+        let shown = config.url.shown();
         let client = redis::Client::open(url)
             .map_err(|err| eyre!("invalid Redis URL {shown}: {}", without_secret(&err, url)))?;
         let config = redis::AsyncConnectionConfig::new()
@@ -60,7 +73,11 @@ impl Redis {
                     without_secret(&err, url)
                 )
             })?;
-        let mut redis = Redis { conn, shown };
+        let mut redis = Redis {
+            conn,
+            client,
+            shown,
+        };
         let _: String = redis::cmd("PING")
             .query_async(&mut redis.conn)
             .await
@@ -92,7 +109,8 @@ impl Redis {
                 .arg(-1)
                 .arg("WITHSCORES");
         }
-        let members: Vec<redis::RedisResult<Vec<(String, f64)>>> = if agents.is_empty() {
+        // Scores as Redis prints them: the planner reads the number, saved plans the exact text.
+        let members: Vec<redis::RedisResult<Vec<(String, String)>>> = if agents.is_empty() {
             Vec::new()
         } else {
             pipe.query_async(&mut self.conn)
@@ -102,13 +120,25 @@ impl Redis {
         let mut slots = Vec::new();
         for (agent, members) in agents.iter().zip(members) {
             match members {
-                Ok(members) => slots.extend(members.into_iter().map(|(execution_id, score)| Slot {
-                    agent: agent.clone(),
-                    execution_id,
-                    acquired_at: score,
-                    has_metadata: false,
-                    timeout_seconds: None,
-                })),
+                Ok(members) => {
+                    for (execution_id, score) in members {
+                        let Ok(acquired_at) = score.parse::<f64>() else {
+                            warnings.push(format!(
+                                "{} member {execution_id:?} has a score that is not a number ({score:?}); it is not checked",
+                                slots_key(agent)
+                            ));
+                            continue;
+                        };
+                        slots.push(Slot {
+                            agent: agent.clone(),
+                            execution_id,
+                            acquired_at,
+                            score,
+                            has_metadata: false,
+                            timeout_seconds: None,
+                        });
+                    }
+                }
                 Err(err) => warnings.push(format!(
                     "{} cannot be read ({err}); the capacity slots of agent {agent} are not checked",
                     slots_key(agent)
@@ -255,6 +285,26 @@ impl Redis {
         Ok(extended == 1)
     }
 
+    /// Replaces the token `dead` with `token` only if `key` still holds `dead`; `false` when it
+    /// does not.
+    pub(crate) async fn take_over_lock(
+        &mut self,
+        key: &str,
+        dead: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let taken: i64 = TAKEOVER_SCRIPT
+            .key(key)
+            .arg(dead)
+            .arg(token)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|err| self.error(err))?;
+        Ok(taken == 1)
+    }
+
     /// Deletes `key` only if it still holds `token`.
     pub(crate) async fn unlock(&mut self, key: &str, token: &str) -> Result<()> {
         let _: i64 = UNLOCK_SCRIPT
@@ -265,16 +315,35 @@ impl Redis {
             .map_err(|err| self.error(err))?;
         Ok(())
     }
+
+    /// `unlock` without the async runtime, on a connection of its own, within a second: the last
+    /// resort of a run that is going down (a panic, a second signal).
+    pub(crate) fn unlock_blocking(&self, key: &str, token: &str) -> Result<()> {
+        let mut conn = self
+            .client
+            .get_connection_with_timeout(BLOCKING_UNLOCK_TIMEOUT)
+            .map_err(|err| self.error(err))?;
+        conn.set_read_timeout(Some(BLOCKING_UNLOCK_TIMEOUT))
+            .and_then(|()| conn.set_write_timeout(Some(BLOCKING_UNLOCK_TIMEOUT)))
+            .map_err(|err| self.error(err))?;
+        let _: i64 = UNLOCK_SCRIPT
+            .key(key)
+            .arg(token)
+            .invoke(&mut conn)
+            .map_err(|err| self.error(err))?;
+        Ok(())
+    }
 }
 
-/// A Redis error's text with the URL's password removed, in case the client echoes it.
+/// A Redis error's text with the URL's credentials removed, in case the client echoes them.
 fn without_secret(err: &redis::RedisError, url: &str) -> String {
-    let text = err.to_string();
-    match url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.password().map(str::to_owned))
-    {
-        Some(password) if !password.is_empty() => text.replace(&password, "***"),
-        _ => text,
+    let mut text = err.to_string();
+    if let Ok(parsed) = url::Url::parse(url) {
+        for part in [parsed.password().unwrap_or_default(), parsed.username()] {
+            if !part.is_empty() {
+                text = text.replace(part, REDACTED);
+            }
+        }
     }
+    text
 }

@@ -3,10 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 use crate::exit_code::ExitCode;
+use crate::output::OutputFormat;
+use crate::settings::GivenOnCommandLine;
 
 /// Reconcile Trinity's execution records with what its agents and Redis really hold.
 ///
@@ -174,12 +177,6 @@ pub(crate) struct GlobalArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum OutputFormat {
-    Table,
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ColorChoice {
     Auto,
     Always,
@@ -188,6 +185,19 @@ pub(crate) enum ColorChoice {
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("{err} (write e.g. 90s, 15m or 2h)"))
+}
+
+/// Which database options the command line itself gave (global options may stand before or
+/// after the subcommand, so both levels are asked).
+pub(crate) fn given_on_command_line(matches: &ArgMatches) -> GivenOnCommandLine {
+    let given = |id: &str| {
+        let here = |m: &ArgMatches| m.value_source(id) == Some(ValueSource::CommandLine);
+        here(matches) || matches.subcommand().is_some_and(|(_, sub)| here(sub))
+    };
+    GivenOnCommandLine {
+        db: given("db"),
+        database_url: given("database_url"),
+    }
 }
 
 /// The full clap command, with the exit-code table appended to `--help`.

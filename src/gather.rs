@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use color_eyre::eyre::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::agents::AgentClient;
-use crate::capacity::Redis;
-use crate::settings::Settings;
-use crate::snapshot::Snapshot;
-use crate::store::Store;
+use crate::agents::{AgentClient, AgentConfig};
+use crate::capacity::{Redis, RedisConfig};
+use crate::log::Log;
+use crate::snapshot::{Snapshot, Status};
+use crate::store::{Database, Store};
 
 /// The three sources, opened once and shared by gathering and applying.
 pub(crate) struct Sources {
@@ -21,14 +21,20 @@ pub(crate) struct Sources {
 }
 
 impl Sources {
-    /// Opens the database (read-only unless applying), the HTTP client and Redis when configured.
-    pub(crate) async fn open(settings: &Settings) -> Result<Sources> {
-        let store = Store::open(settings).await?;
-        let agents = AgentClient::new(settings)?;
-        let redis = match &settings.redis_url {
-            Some(url) => Some(Redis::connect(url).await?),
+    /// Opens the database (read-only unless `writable`), the HTTP client and Redis when configured.
+    pub(crate) async fn open(
+        database: &Database,
+        writable: bool,
+        agents: &AgentConfig,
+        redis: Option<&RedisConfig>,
+        log: Log,
+    ) -> Result<Sources> {
+        let store = Store::open(database, writable).await?;
+        let agents = AgentClient::new(agents)?;
+        let redis = match redis {
+            Some(config) => Some(Redis::connect(config).await?),
             None => {
-                settings.log.warn(
+                log.warn(
                     "no Redis configured (REDIS_URL / --redis-url): capacity slots are not checked",
                 );
                 None
@@ -55,30 +61,40 @@ pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Reads all three sources into one snapshot; the rows of `look_up` are read whatever their status.
+/// What to gather.
+pub(crate) struct Request<'a> {
+    /// `--agent`: only these agents (empty: every agent).
+    pub agent_filter: &'a BTreeSet<String>,
+    /// Ids whose rows are read whatever their status.
+    pub look_up: &'a BTreeSet<String>,
+    /// Show a progress bar while the agents are asked.
+    pub progress: bool,
+    pub log: Log,
+}
+
+/// Reads all three sources into one snapshot.
 pub(crate) async fn snapshot(
     sources: &mut Sources,
-    settings: &Settings,
-    look_up: &BTreeSet<String>,
+    request: &Request<'_>,
 ) -> Result<(Snapshot, Timings)> {
+    let Request {
+        agent_filter,
+        look_up,
+        progress,
+        log,
+    } = *request;
     let mut warnings = Vec::new();
     let database = Instant::now();
     let mut rows = sources.store.running_rows(&mut warnings).await?;
-    let agents = agents_to_ask(
-        &rows,
-        sources.store.owned_agents().await?,
-        &settings.agent_filter,
-    );
+    let agents = agents_to_ask(&rows, sources.store.owned_agents().await?, agent_filter);
     let mut database_time = database.elapsed();
     let running_ids: Vec<String> = rows
         .iter()
-        .filter(|row| {
-            settings.agent_filter.is_empty() || settings.agent_filter.contains(&row.agent)
-        })
+        .filter(|row| agent_filter.is_empty() || agent_filter.contains(&row.agent))
         .map(|row| row.id.clone())
         .collect();
 
-    let progress = if settings.progress {
+    let progress = if progress {
         let bar = ProgressBar::new(agents.len() as u64);
         bar.set_style(
             ProgressStyle::with_template(
@@ -119,7 +135,7 @@ pub(crate) async fn snapshot(
             Ok(answer) => format!("{} running", answer.running.len()),
             Err(reason) => format!("unreachable: {reason}"),
         };
-        settings.log.info(&format!(
+        log.info(&format!(
             "agent {} ({} ms): {state}",
             report.name,
             report.latency_ms.unwrap_or(0)
@@ -174,7 +190,7 @@ fn agents_to_ask(
     let mut agents: BTreeSet<String> = owned.into_iter().collect();
     agents.extend(
         rows.iter()
-            .filter(|row| row.status == "running")
+            .filter(|row| row.status == Status::Running)
             .map(|row| row.agent.clone()),
     );
     agents.into_iter().collect()

@@ -1,105 +1,170 @@
 //! One apply at a time: the database's own lock — an OS file lock (flock) beside an SQLite file, or
 //! a PostgreSQL session advisory lock, both released by the kernel or the server even when the
 //! process is SIGKILLed — plus, when Redis is configured (so that applies on other hosts are
-//! excluded too), a Redis lock (`SET NX PX` with a random token, refreshed while held, released by
-//! a compare-and-delete script, expiring on its own if the holder dies). A dry run takes none.
+//! excluded too), a Redis lock: `SET NX PX` with a token that names its holder precisely, refreshed
+//! while held, released by a compare-and-delete script. A holder that died without releasing it is
+//! taken over at once from the same host (its process is gone, or its pid now names another
+//! process); from another host the lock expires `REDIS_LOCK_TTL` after the holder's last refresh.
+//! A dry run takes none. `guard::ApplyGuard` owns a held lock.
 
 use std::time::Duration;
 
 use color_eyre::eyre::Result;
 
 use crate::capacity::Redis;
-use crate::store::Store;
+use crate::host::ProcessIdentity;
+use crate::store::{DatabaseLock, Store};
 
 /// The Redis key of the apply lock.
 pub(crate) const REDIS_LOCK_KEY: &str = "trinity-watchdog:apply-lock";
-/// How long the Redis lock outlives a holder that died without releasing it.
-pub(crate) const REDIS_LOCK_TTL: Duration = Duration::from_secs(60);
+/// How long the Redis lock outlives a holder on another host that died without releasing it.
+pub(crate) const REDIS_LOCK_TTL: Duration = Duration::from_secs(15);
 /// A live holder extends its Redis lock this often, so long applies keep it.
-const REDIS_LOCK_REFRESH: Duration = Duration::from_secs(20);
+pub(crate) const REDIS_LOCK_REFRESH: Duration = Duration::from_secs(5);
 
-/// A held apply lock; `release` lets go of the Redis part. The database's part lives with the
-/// store (its file handle or its session) and ends with it.
-pub(crate) struct ApplyLock {
-    redis_token: Option<String>,
-    refresher: Option<tokio::task::JoinHandle<()>>,
+/// What a Redis lock holds: `{host}:{pid}:{start}:{pid namespace}:{boot id}:{random}`, enough for
+/// a run on the same host to tell whether the holder still runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Token {
+    holder: Option<ProcessIdentity>,
+    text: String,
+}
+
+impl Token {
+    fn new() -> Token {
+        let holder = ProcessIdentity::current();
+        let random = format!("{:032x}", rand::random::<u128>());
+        let text = match &holder {
+            Some(me) => format!(
+                "{}:{}:{}:{}:{}:{random}",
+                me.host, me.pid, me.started, me.pid_namespace, me.boot
+            ),
+            // Without /proc nobody can check us: the TTL is the only way out.
+            None => format!(
+                "{}:{}:{random}",
+                crate::host::hostname(),
+                std::process::id()
+            ),
+        };
+        Token { holder, text }
+    }
+
+    /// A token as another run wrote it; one this version cannot read names no checkable holder.
+    fn parse(text: &str) -> Token {
+        let parts: Vec<&str> = text.split(':').collect();
+        let holder = match parts.as_slice() {
+            [host, pid, started, pid_namespace, boot, _random] => (|| {
+                Some(ProcessIdentity {
+                    host: (*host).to_owned(),
+                    pid: pid.parse().ok()?,
+                    started: started.parse().ok()?,
+                    pid_namespace: (*pid_namespace).to_owned(),
+                    boot: (*boot).to_owned(),
+                })
+            })(),
+            _ => None,
+        };
+        Token {
+            holder,
+            text: text.to_owned(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The holder is a process on this host that is gone.
+    fn holder_is_gone(&self) -> bool {
+        match (&self.holder, ProcessIdentity::current()) {
+            (Some(holder), Some(me)) => me.can_check(holder) && holder.is_gone(),
+            _ => false,
+        }
+    }
+}
+
+/// A lock that this run holds.
+pub(crate) struct Held {
+    pub database: DatabaseLock,
+    /// The Redis lock's token, when Redis is configured.
+    pub redis_token: Option<Token>,
+    /// Set when the lock was taken over from a dead holder: who that was.
+    pub taken_over_from: Option<String>,
 }
 
 pub(crate) enum Acquired {
-    Held(ApplyLock),
+    Held(Held),
     /// Another apply holds it: who, as far as known.
     Busy(String),
 }
 
 /// Takes the database's lock (flock beside SQLite, advisory lock on PostgreSQL), then the Redis
-/// lock when Redis is configured.
+/// lock when Redis is configured, taking it over from a dead holder on this host.
 pub(crate) async fn acquire(store: &mut Store, redis: Option<&mut Redis>) -> Result<Acquired> {
-    if let Err(holder) = store.try_lock().await? {
-        return Ok(Acquired::Busy(holder));
-    }
+    let database = match store.try_lock().await? {
+        Ok(lock) => lock,
+        Err(holder) => return Ok(Acquired::Busy(holder)),
+    };
     let Some(redis) = redis else {
-        return Ok(Acquired::Held(ApplyLock {
+        return Ok(Acquired::Held(Held {
+            database,
             redis_token: None,
-            refresher: None,
+            taken_over_from: None,
         }));
     };
-    let token = format!(
-        "{}:{}:{:032x}",
-        hostname(),
-        std::process::id(),
-        rand::random::<u128>()
-    );
-    if let Err(holder) = redis
-        .try_lock(REDIS_LOCK_KEY, &token, REDIS_LOCK_TTL)
+    let token = Token::new();
+    let taken_over_from = match redis
+        .try_lock(REDIS_LOCK_KEY, token.as_str(), REDIS_LOCK_TTL)
         .await?
     {
-        return Ok(Acquired::Busy(format!(
-            "another apply holds the Redis lock {REDIS_LOCK_KEY} (held by {holder})"
-        )));
-    }
-    let mut keeper = redis.clone();
-    let kept = token.clone();
-    let refresher = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(REDIS_LOCK_REFRESH).await;
-            if !matches!(
-                keeper
-                    .refresh_lock(REDIS_LOCK_KEY, &kept, REDIS_LOCK_TTL)
-                    .await,
-                Ok(true)
-            ) {
-                eprintln!(
-                    "warning: the Redis apply lock could not be extended; another apply may start"
-                );
-                return;
+        Ok(()) => None,
+        Err(holder) => {
+            let holder = Token::parse(&holder);
+            let taken = holder.holder_is_gone()
+                && redis
+                    .take_over_lock(
+                        REDIS_LOCK_KEY,
+                        holder.as_str(),
+                        token.as_str(),
+                        REDIS_LOCK_TTL,
+                    )
+                    .await?;
+            if !taken {
+                return Ok(Acquired::Busy(format!(
+                    "another apply holds the Redis lock {REDIS_LOCK_KEY} (held by {}; a holder on another host that died lets go within {}s)",
+                    holder.as_str(),
+                    REDIS_LOCK_TTL.as_secs()
+                )));
             }
+            Some(holder.as_str().to_owned())
         }
-    });
-    Ok(Acquired::Held(ApplyLock {
+    };
+    Ok(Acquired::Held(Held {
+        database,
         redis_token: Some(token),
-        refresher: Some(refresher),
+        taken_over_from,
     }))
 }
 
-impl ApplyLock {
-    /// Releases the Redis lock if this run still holds it; the file lock goes with `self`.
-    pub(crate) async fn release(self, redis: Option<&mut Redis>) -> Result<()> {
-        if let Some(refresher) = &self.refresher {
-            refresher.abort();
-        }
-        if let (Some(token), Some(redis)) = (&self.redis_token, redis) {
-            redis.unlock(REDIS_LOCK_KEY, token).await?;
-        }
-        Ok(())
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// This machine's name, for lock tokens and the audit log.
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown-host".to_owned())
+    #[test]
+    fn a_token_names_this_process_and_parses_back() {
+        let token = Token::new();
+        let parsed = Token::parse(token.as_str());
+        assert_eq!(parsed, token);
+        assert!(!parsed.holder_is_gone(), "this process runs");
+        let foreign = Token::parse("otherhost:42:abc");
+        assert!(
+            !foreign.holder_is_gone(),
+            "unknown holders are never taken for dead"
+        );
+        let mut dead = token.clone();
+        if let Some(holder) = &mut dead.holder {
+            holder.started += 1;
+        }
+        assert!(dead.holder_is_gone(), "a reused pid is not the holder");
+    }
 }

@@ -5,28 +5,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use color_eyre::eyre::Result;
+use strum::VariantArray;
 
 use crate::exit_code::ExitCode;
 use crate::plan::{Outcome, Plan, Verdict};
-
-const VERDICTS: [Verdict; 10] = [
-    Verdict::Healthy,
-    Verdict::Grace,
-    Verdict::InFlight,
-    Verdict::Unreachable,
-    Verdict::Orphaned,
-    Verdict::TimedOut,
-    Verdict::LeakedSlot,
-    Verdict::Zombie,
-    Verdict::Untracked,
-    Verdict::Requested,
-];
-const OUTCOMES: [Outcome; 4] = [
-    Outcome::Applied,
-    Outcome::RaceLost,
-    Outcome::Skipped,
-    Outcome::Failed,
-];
 const LAST_SUCCESS: &str = "trinity_watchdog_last_success_timestamp_seconds";
 
 /// What a run reports; `plan` is `None` when the run failed before it had one.
@@ -50,7 +32,7 @@ pub(crate) fn write(path: &Path, run: &RunFigures<'_>) -> Result<()> {
         previous_last_success(path)
     };
     let text = render(run, now, last_success);
-    crate::output::write_atomically(path, text.as_bytes())
+    crate::atomic_file::write_atomically(path, text.as_bytes())
 }
 
 fn render(run: &RunFigures<'_>, now: f64, last_success: Option<f64>) -> String {
@@ -69,7 +51,7 @@ fn render(run: &RunFigures<'_>, now: f64, last_success: Option<f64>) -> String {
     };
     if let Some(plan) = run.plan {
         let verdicts = plan.by_verdict();
-        let samples: Vec<_> = VERDICTS
+        let samples: Vec<_> = Verdict::VARIANTS
             .iter()
             .map(|v| {
                 (
@@ -85,7 +67,7 @@ fn render(run: &RunFigures<'_>, now: f64, last_success: Option<f64>) -> String {
             &samples,
         );
         let outcomes = plan.by_outcome();
-        let samples: Vec<_> = OUTCOMES
+        let samples: Vec<_> = Outcome::VARIANTS
             .iter()
             .map(|o| {
                 (

@@ -8,34 +8,49 @@ use chrono::{DateTime, Utc};
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
 use crate::gather::Timings;
-use crate::plan::{AgentSummary, Item, Outcome, Plan, Scope, Verdict};
-use crate::settings::Settings;
+use crate::plan::{AgentSummary, Item, Outcome, Plan, Verdict};
+use crate::reconcile::Report;
 use crate::timestamp::{self, human_duration};
 
 /// The version of the JSON document; bumped only when a field is renamed or removed.
 pub(crate) const JSON_VERSION: u32 = 1;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// How to show a run, and the settings the JSON document repeats.
+#[derive(Clone, Debug)]
+pub(crate) struct View {
+    pub format: OutputFormat,
+    /// The table shows healthy executions too.
+    pub show_all: bool,
+    pub color: bool,
+    pub command: &'static str,
+    pub apply: bool,
+    pub grace: std::time::Duration,
+    pub default_timeout: std::time::Duration,
+}
+
 /// Writes the result in the chosen format. JSON is streamed from the plan, never built whole in
 /// memory first (10 000 items stay cheap).
 pub(crate) fn write(
     out: &mut dyn std::io::Write,
-    plan: &Plan,
-    scope: &Scope,
-    settings: &Settings,
-    now: DateTime<Utc>,
-    timings: &Timings,
+    report: &Report,
+    view: &View,
 ) -> std::io::Result<()> {
-    match settings.output {
+    match view.format {
         OutputFormat::Json => {
             serde_json::to_writer_pretty(
                 &mut *out,
-                &Document::new(plan, scope, settings, now, timings),
+                &Document::new(&report.plan, view, report.now, &report.timings),
             )?;
             out.write_all(b"\n")
         }
-        OutputFormat::Table => out.write_all(table(plan, settings).as_bytes()),
+        OutputFormat::Table => out.write_all(table(&report.plan, view).as_bytes()),
     }
 }
 
@@ -72,21 +87,15 @@ struct Summary {
 }
 
 impl<'a> Document<'a> {
-    fn new(
-        plan: &'a Plan,
-        scope: &Scope,
-        settings: &Settings,
-        now: DateTime<Utc>,
-        timings: &'a Timings,
-    ) -> Self {
+    fn new(plan: &'a Plan, view: &View, now: DateTime<Utc>, timings: &'a Timings) -> Self {
         Document {
             version: JSON_VERSION,
-            command: scope.command_name(),
-            mode: if settings.apply { "apply" } else { "dry_run" },
+            command: view.command,
+            mode: if view.apply { "apply" } else { "dry_run" },
             generated_at: timestamp::format(now),
             settings: DocumentSettings {
-                grace_seconds: settings.grace.as_secs(),
-                default_timeout_seconds: settings.default_timeout.as_secs(),
+                grace_seconds: view.grace.as_secs(),
+                default_timeout_seconds: view.default_timeout.as_secs(),
                 redis: plan.capacity_checked,
             },
             refused: &plan.refused,
@@ -105,30 +114,11 @@ impl<'a> Document<'a> {
     }
 }
 
-/// Replaces `path` with `bytes` atomically: a temp file beside it, then a rename, so a reader
-/// never sees half a file.
-pub(crate) fn write_atomically(
-    path: &std::path::Path,
-    bytes: &[u8],
-) -> color_eyre::eyre::Result<()> {
-    use color_eyre::eyre::WrapErr;
-    let dir = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir)
-        .wrap_err_with(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut temp, bytes)?;
-    temp.persist(path)
-        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-fn table(plan: &Plan, settings: &Settings) -> String {
+fn table(plan: &Plan, view: &View) -> String {
     let shown: Vec<_> = plan
         .items
         .iter()
-        .filter(|item| settings.show_all || item.verdict != Verdict::Healthy)
+        .filter(|item| view.show_all || item.verdict != Verdict::Healthy)
         .collect();
     let mut out = String::new();
     if !shown.is_empty() {
@@ -136,7 +126,7 @@ fn table(plan: &Plan, settings: &Settings) -> String {
         table
             .load_style(presets::NOTHING)
             .set_content_arrangement(ContentArrangement::Dynamic);
-        if settings.color {
+        if view.color {
             table.enforce_styling();
         } else {
             table.force_no_tty();
@@ -150,7 +140,7 @@ fn table(plan: &Plan, settings: &Settings) -> String {
             "TIMEOUT",
             "REASON",
         ];
-        if settings.apply {
+        if view.apply {
             header.push("OUTCOME");
         }
         table.set_header(header);
@@ -161,7 +151,7 @@ fn table(plan: &Plan, settings: &Settings) -> String {
                 paint(
                     Cell::new(item.verdict.as_str()),
                     verdict_color(item.verdict),
-                    settings.color,
+                    view.color,
                 ),
                 Cell::new(item.action.as_str()),
                 Cell::new(item.age_seconds.map_or("-".to_owned(), human_duration)),
@@ -171,7 +161,7 @@ fn table(plan: &Plan, settings: &Settings) -> String {
                 ),
                 Cell::new(&item.reason),
             ];
-            if settings.apply {
+            if view.apply {
                 let outcome = match (item.outcome, &item.error) {
                     (Some(outcome), Some(error)) => format!("{}: {error}", outcome.as_str()),
                     (Some(outcome), None) => outcome.as_str().to_owned(),
@@ -180,7 +170,7 @@ fn table(plan: &Plan, settings: &Settings) -> String {
                 row.push(paint(
                     Cell::new(outcome),
                     item.outcome.map(outcome_color),
-                    settings.color,
+                    view.color,
                 ));
             }
             table.add_row(row);
@@ -206,12 +196,12 @@ fn table(plan: &Plan, settings: &Settings) -> String {
             );
         }
     }
-    let _ = writeln!(out, "{}", summary_line(plan, settings));
+    let _ = writeln!(out, "{}", summary_line(plan, view));
     out
 }
 
 /// One line: counts per verdict, actions, unreachable agents, and what was applied.
-fn summary_line(plan: &Plan, settings: &Settings) -> String {
+fn summary_line(plan: &Plan, view: &View) -> String {
     let verdicts = plan.by_verdict();
     let mut parts = vec![if verdicts.is_empty() {
         "nothing to report".to_owned()
@@ -228,7 +218,7 @@ fn summary_line(plan: &Plan, settings: &Settings) -> String {
         plan.unreachable_agents()
     ));
     let actions = plan.action_count();
-    if settings.apply && plan.refused.is_none() {
+    if view.apply && plan.refused.is_none() {
         let outcomes: Vec<_> = plan
             .by_outcome()
             .iter()
@@ -263,7 +253,7 @@ fn summary_line(plan: &Plan, settings: &Settings) -> String {
         .iter()
         .filter(|item| item.verdict == Verdict::Healthy)
         .count();
-    if healthy > 0 && !settings.show_all {
+    if healthy > 0 && !view.show_all {
         parts.push(format!("{healthy} healthy not shown (--all)"));
     }
     parts.join("; ")

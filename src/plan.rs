@@ -7,14 +7,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{AgentAnswer, AgentReport, Row, Slot, Snapshot};
+use crate::snapshot::{AgentAnswer, AgentReport, Row, Slot, Snapshot, Status};
 use crate::timestamp::human_duration;
 
 /// A slot younger than this is never called leaked: its row may not be written yet.
 const SLOT_MIN_AGE_SECONDS: f64 = 15.0;
 /// Trinity lets slot metadata expire this long after the execution's timeout.
 const SLOT_TTL_MARGIN_SECONDS: f64 = 300.0;
-const TERMINAL_STATUSES: [&str; 4] = ["success", "failed", "cancelled", "skipped"];
 
 /// The reason written for executions terminated by `kill ID`.
 pub(crate) const OPERATOR_KILL_MESSAGE: &str =
@@ -53,8 +52,24 @@ impl Scope {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// What is true of one execution or slot. `VARIANTS` lists every verdict (the compiler keeps it
+/// whole), for the metrics and the README table.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Verdict {
     Healthy,
     Grace,
@@ -70,23 +85,23 @@ pub enum Verdict {
 
 impl Verdict {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Healthy => "healthy",
-            Verdict::Grace => "grace",
-            Verdict::InFlight => "in_flight",
-            Verdict::Unreachable => "unreachable",
-            Verdict::Orphaned => "orphaned",
-            Verdict::TimedOut => "timed_out",
-            Verdict::LeakedSlot => "leaked_slot",
-            Verdict::Zombie => "zombie",
-            Verdict::Untracked => "untracked",
-            Verdict::Requested => "requested",
-        }
+        self.into()
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     None,
     Fail,
@@ -97,13 +112,7 @@ pub enum Action {
 
 impl Action {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Action::None => "none",
-            Action::Fail => "fail",
-            Action::TerminateAndFail => "terminate_and_fail",
-            Action::Terminate => "terminate",
-            Action::ReleaseSlot => "release_slot",
-        }
+        self.into()
     }
 
     /// The action starts by terminating the process on its agent.
@@ -117,8 +126,21 @@ impl Action {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// How an action ended. `VARIANTS` lists every outcome (the compiler keeps it whole).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     Applied,
     RaceLost,
@@ -128,12 +150,7 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::RaceLost => "race_lost",
-            Outcome::Skipped => "skipped",
-            Outcome::Failed => "failed",
-        }
+        self.into()
     }
 }
 
@@ -184,7 +201,7 @@ pub struct Item {
     pub action: Action,
     pub reason: String,
     /// The row's status; `None` when there is no row.
-    pub status: Option<String>,
+    pub status: Option<Status>,
     /// `started_at` as stored.
     pub started_at: Option<String>,
     pub age_seconds: Option<i64>,
@@ -412,7 +429,7 @@ impl<'a> Planner<'a> {
         self.snapshot
             .rows
             .iter()
-            .filter(|row| row.status == "running" && !row.leased && self.in_scope(&row.agent))
+            .filter(|row| row.status == Status::Running && !row.leased && self.in_scope(&row.agent))
             .map(|row| self.running_row(row))
             .collect()
     }
@@ -526,7 +543,7 @@ impl<'a> Planner<'a> {
                         Verdict::Untracked,
                         "agent runs it, but it has no row (`kill ID` can end it)".to_owned(),
                     )),
-                    Some(row) if is_terminal(&row.status) && !row.leased => {
+                    Some(row) if row.status.is_terminal() && !row.leased => {
                         items.push(self.terminal_process(row, &report.name));
                     }
                     Some(_) => {}
@@ -587,7 +604,7 @@ impl<'a> Planner<'a> {
             return None;
         }
         let reason = match self.rows.get(slot.execution_id.as_str()) {
-            Some(row) if is_terminal(&row.status) && !row.leased => {
+            Some(row) if row.status.is_terminal() && !row.leased => {
                 format!(
                     "slot held {} by an execution whose row is {}",
                     human_duration(held as i64),
@@ -649,7 +666,7 @@ impl<'a> Planner<'a> {
         };
         let mut item = Item::new(id, Some(agent), Verdict::Requested, String::new());
         match row {
-            Some(row) if row.status == "running" && !row.leased => {
+            Some(row) if row.status == Status::Running && !row.leased => {
                 item = item
                     .with_row(row, self.now)
                     .with_action(Action::TerminateAndFail);
@@ -686,10 +703,6 @@ fn orphan_message(agent: &str, answer: &AgentAnswer) -> String {
         "Execution not tracked by agent '{agent}' ({}) — recovered by watchdog",
         checked.join(", ")
     )
-}
-
-fn is_terminal(status: &str) -> bool {
-    TERMINAL_STATUSES.contains(&status)
 }
 
 /// Time since `then`; a time in the future counts as zero.

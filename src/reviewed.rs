@@ -16,7 +16,9 @@ use crate::snapshot::Snapshot;
 use crate::timestamp;
 
 const KIND: &str = "trinity-watchdog-reviewed-plan";
-const VERSION: u32 = 1;
+/// 2: slot scores are kept as the exact text Redis holds (1 stored floats, which do not survive
+/// the round trip through JSON exactly).
+const VERSION: u32 = 2;
 
 /// What an action depends on. Read from a snapshot when the plan is saved and again just before
 /// it is applied; any difference means the world moved on.
@@ -29,8 +31,9 @@ pub struct Facts {
     /// What the agent said of the id: `running`, `pending`, `recently_completed`, `unknown`, or
     /// `unreachable`.
     pub agent_reported: String,
-    /// The score of the execution's slot on its agent; `None`: no slot (or no Redis).
-    pub slot_score: Option<f64>,
+    /// The score of the execution's slot on its agent, exactly as Redis holds it; `None`: no
+    /// slot (or no Redis).
+    pub slot_score: Option<String>,
 }
 
 impl Facts {
@@ -53,10 +56,10 @@ impl Facts {
                 .slots
                 .iter()
                 .find(|slot| slot.execution_id == id && Some(slot.agent.as_str()) == agent)
-                .map(|slot| slot.acquired_at)
+                .map(|slot| slot.score.clone())
         });
         Facts {
-            row_status: row.map(|row| row.status.clone()),
+            row_status: row.map(|row| row.status.as_str().to_owned()),
             started_at: row.map(|row| row.started_at.clone()),
             agent_reported: agent_reported.to_owned(),
             slot_score,
@@ -88,11 +91,10 @@ impl Facts {
             ));
         }
         if self.slot_score != now.slot_score {
-            let score = |s: Option<f64>| s.map_or("absent".to_owned(), |s| s.to_string());
             changes.push(format!(
                 "slot score was {}, is now {}",
-                score(self.slot_score),
-                score(now.slot_score)
+                show(&self.slot_score),
+                show(&now.slot_score)
             ));
         }
         changes
@@ -255,21 +257,21 @@ impl SavedPlan {
     pub fn write(&self, path: &Path) -> Result<()> {
         let mut text = serde_json::to_vec_pretty(self)?;
         text.push(b'\n');
-        crate::output::write_atomically(path, &text)
+        crate::atomic_file::write_atomically(path, &text)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{AgentAnswer, AgentReport, Capacity, Row, Slot};
+    use crate::snapshot::{AgentAnswer, AgentReport, Capacity, Row, Slot, Status};
 
-    fn snapshot(status: &str, running: &[&str], score: f64) -> Snapshot {
+    fn snapshot(status: &str, running: &[&str], score: &str) -> Snapshot {
         Snapshot {
             rows: vec![Row {
                 id: "x".into(),
                 agent: "a".into(),
-                status: status.into(),
+                status: Status::parse(status),
                 started_at: "2026-11-28T11:00:00Z".into(),
                 started: timestamp::parse("2026-11-28T11:00:00Z"),
                 completed: None,
@@ -290,7 +292,8 @@ mod tests {
                 slots: vec![Slot {
                     agent: "a".into(),
                     execution_id: "x".into(),
-                    acquired_at: score,
+                    acquired_at: score.parse().unwrap(),
+                    score: score.into(),
                     has_metadata: true,
                     timeout_seconds: None,
                 }],
@@ -302,16 +305,24 @@ mod tests {
 
     #[test]
     fn facts_name_every_change() {
-        let before = Facts::of(&snapshot("running", &[], 100.0), "x", Some("a"));
+        let before = Facts::of(
+            &snapshot("running", &[], "1796167191.9857397"),
+            "x",
+            Some("a"),
+        );
         assert_eq!(before.agent_reported, "unknown");
         assert!(before.changes(&before).is_empty());
-        let after = Facts::of(&snapshot("success", &["x"], 200.0), "x", Some("a"));
+        let after = Facts::of(
+            &snapshot("success", &["x"], "1796167191.9857395"),
+            "x",
+            Some("a"),
+        );
         assert_eq!(
             before.changes(&after),
             [
                 "row status was running, is now success",
                 "the agent reported it unknown, now running",
-                "slot score was 100, is now 200"
+                "slot score was 1796167191.9857397, is now 1796167191.9857395"
             ]
         );
     }

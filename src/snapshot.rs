@@ -18,12 +18,82 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
 }
 
+/// An execution's `status`, as Trinity writes it; unknown values are kept as they are.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Running,
+    Success,
+    Failed,
+    Cancelled,
+    Skipped,
+    /// Newer versions: admitted, waiting for capacity.
+    Queued,
+    /// Newer versions: failed, to be retried.
+    PendingRetry,
+    /// A value this version does not know: neither running nor terminal, so never acted on.
+    Other(String),
+}
+
+impl Status {
+    pub fn parse(text: &str) -> Status {
+        match text {
+            "running" => Status::Running,
+            "success" => Status::Success,
+            "failed" => Status::Failed,
+            "cancelled" => Status::Cancelled,
+            "skipped" => Status::Skipped,
+            "queued" => Status::Queued,
+            "pending_retry" => Status::PendingRetry,
+            other => Status::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Running => "running",
+            Status::Success => "success",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Skipped => "skipped",
+            Status::Queued => "queued",
+            Status::PendingRetry => "pending_retry",
+            Status::Other(other) => other,
+        }
+    }
+
+    /// The execution ended: nothing will write this row again.
+    pub fn is_terminal(&self) -> bool {
+        match self {
+            Status::Success | Status::Failed | Status::Cancelled | Status::Skipped => true,
+            Status::Running | Status::Queued | Status::PendingRetry | Status::Other(_) => false,
+        }
+    }
+}
+
+impl From<&str> for Status {
+    fn from(text: &str) -> Status {
+        Status::parse(text)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// One `schedule_executions` row, as far as the tool reads it.
 #[derive(Clone, Debug)]
 pub struct Row {
     pub id: String,
     pub agent: String,
-    pub status: String,
+    pub status: Status,
     /// `started_at` as stored, for messages.
     pub started_at: String,
     /// `None` when `started_at` does not parse.
@@ -79,6 +149,9 @@ pub struct Slot {
     pub execution_id: String,
     /// ZSET score: unix seconds when the slot was acquired.
     pub acquired_at: f64,
+    /// The score exactly as Redis holds it (Trinity writes `time.time()` floats), for comparisons
+    /// that must not depend on a float's round trip through text.
+    pub score: String,
     /// `agent:slot:{agent}:{id}` exists.
     pub has_metadata: bool,
     /// Its `timeout_seconds` field, when present and numeric.

@@ -7,12 +7,37 @@ mod postgres;
 mod sqlite;
 
 use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
+use std::path::PathBuf;
 
 use color_eyre::eyre::{Result, bail};
 
-use crate::settings::Settings;
-use crate::snapshot::Row;
+use crate::redact::Secret;
+use crate::snapshot::{Row, Status};
 use crate::timestamp;
+
+/// Which database is Trinity's.
+#[derive(Clone, Debug)]
+pub(crate) enum Database {
+    /// The SQLite file (Trinity's default).
+    Sqlite(PathBuf),
+    Postgres(PostgresConfig),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PostgresConfig {
+    /// `postgres://…`; may carry a password.
+    pub url: Secret,
+}
+
+/// The database's part of a held apply lock: the locked file beside an SQLite database (unlocked
+/// when dropped, or by the kernel when the process dies), or the PostgreSQL session that holds
+/// the advisory lock (unlocked by the server when the session ends, however it ends).
+#[derive(Debug)]
+pub(crate) enum DatabaseLock {
+    File(#[allow(dead_code)] File),
+    Session,
+}
 
 /// Columns of `schedule_executions` the tool cannot work without.
 const REQUIRED_COLUMNS: [&str; 8] = [
@@ -36,22 +61,18 @@ pub(crate) enum Store {
 }
 
 impl Store {
-    /// Opens the configured database (PostgreSQL when `--database-url` is a postgres:// URL,
-    /// else the SQLite file), writable only when applying, and checks its schema.
-    pub(crate) async fn open(settings: &Settings) -> Result<Store> {
-        match &settings.database_url {
-            Some(url) => Ok(Store::Postgres(
-                postgres::Postgres::open(url, settings.apply).await?,
+    /// Opens the database, writable only when applying, and checks its schema.
+    pub(crate) async fn open(database: &Database, writable: bool) -> Result<Store> {
+        match database {
+            Database::Postgres(config) => Ok(Store::Postgres(
+                postgres::Postgres::open(config, writable).await?,
             )),
-            None => Ok(Store::Sqlite(sqlite::Sqlite::open(
-                &settings.db_path,
-                settings.apply,
-            )?)),
+            Database::Sqlite(path) => Ok(Store::Sqlite(sqlite::Sqlite::open(path, writable)?)),
         }
     }
 
     /// Which database this is, for saved plans: the SQLite file's canonical path, or the
-    /// PostgreSQL URL without its password.
+    /// PostgreSQL URL without its credentials.
     pub(crate) fn identity(&self) -> String {
         match self {
             Store::Sqlite(db) => db.identity(),
@@ -99,23 +120,33 @@ impl Store {
     /// Marks running rows failed, each guarded by `status = 'running'`, committed together with a
     /// savepoint per row: a row whose update fails is rolled back alone and never costs the
     /// others. Per row: `Ok(true)` the write won, `Ok(false)` the guard did not match (someone
-    /// else got there first), `Err` why it failed — for every row when the commit itself fails,
-    /// since then none of them was written.
-    pub(crate) async fn fail_running(&mut self, rows: &[FailRow<'_>]) -> Vec<Result<bool, String>> {
+    /// else got there first), `Err` why it failed — for every row when the transaction itself
+    /// fails, since then none of them was written. The flag says whether the batch committed.
+    pub(crate) async fn fail_running(
+        &mut self,
+        rows: &[FailRow<'_>],
+    ) -> (Vec<Result<bool, String>>, bool) {
         let completed_at = timestamp::format(chrono::Utc::now());
         let results = match self {
             Store::Sqlite(db) => db.fail_running(rows, &completed_at),
             Store::Postgres(db) => db.fail_running(rows, &completed_at).await,
         };
-        results.unwrap_or_else(|commit_failed| {
-            rows.iter().map(|_| Err(commit_failed.clone())).collect()
-        })
+        match results {
+            Ok(results) => (results, true),
+            Err(failed) => {
+                let message = format!(
+                    "{failed}; the batch of {} rows was rolled back, none written",
+                    rows.len()
+                );
+                (rows.iter().map(|_| Err(message.clone())).collect(), false)
+            }
+        }
     }
 
     /// The database's part of the apply lock: a flock on a file beside the SQLite database, or a
     /// PostgreSQL session advisory lock. Both are released by the OS or the server when the
     /// process dies, however it dies. `Ok(Err(why))` when another apply holds it.
-    pub(crate) async fn try_lock(&mut self) -> Result<Result<(), String>> {
+    pub(crate) async fn try_lock(&mut self) -> Result<Result<DatabaseLock, String>> {
         match self {
             Store::Sqlite(db) => db.try_lock(),
             Store::Postgres(db) => db.try_lock().await,
@@ -159,7 +190,7 @@ impl RawRow {
             leased: self.leased,
             schedule_timeout: self.schedule_timeout,
             agent_timeout: self.agent_timeout,
-            status: self.status.unwrap_or_default(),
+            status: Status::parse(self.status.as_deref().unwrap_or_default()),
             id,
             agent,
             started_at,

@@ -1,7 +1,5 @@
 //! `completions`: shell completion scripts generated from the clap definitions.
 
-use color_eyre::eyre::Result;
-
 use crate::exit_code::ExitCode;
 
 /// Print a shell completion script.
@@ -14,9 +12,14 @@ pub(crate) struct Args {
     pub shell: clap_complete::Shell,
 }
 
-pub(crate) fn run(args: &Args) -> Result<ExitCode> {
-    super::to_stdout(|out| out.write_all(script(args.shell).as_bytes()))?;
-    Ok(ExitCode::Ok)
+pub(crate) fn run(args: &Args) -> ExitCode {
+    match super::to_stdout(|out| out.write_all(script(args.shell).as_bytes())) {
+        Ok(()) => ExitCode::Ok,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::Fatal
+        }
+    }
 }
 
 /// The completion script for one shell.

@@ -1,11 +1,7 @@
 //! `kill`: timed-out and zombie processes, or exactly the executions named.
 
-use color_eyre::eyre::Result;
-
-use crate::cli::GlobalArgs;
-use crate::exit_code::ExitCode;
 use crate::plan::Scope;
-use crate::settings::Settings;
+use crate::reconcile::Request;
 
 /// Plan `timed_out` and `zombie` processes, or terminate exactly the executions named.
 ///
@@ -18,15 +14,12 @@ pub(crate) struct Args {
     pub ids: Vec<String>,
 }
 
-pub(crate) fn run(args: &Args, global: &GlobalArgs) -> Result<ExitCode> {
-    let scope = if args.ids.is_empty() {
-        Scope::Kill
-    } else {
-        Scope::KillIds(args.ids.clone())
-    };
-    super::reconcile(
-        &Settings::from_args(global)?,
-        scope,
-        &super::Review::default(),
-    )
+impl Args {
+    pub(crate) fn request(&self) -> Request {
+        Request::new(if self.ids.is_empty() {
+            Scope::Kill
+        } else {
+            Scope::KillIds(self.ids.clone())
+        })
+    }
 }

@@ -1,193 +1,79 @@
-//! One module per subcommand; `reconcile` is the gather → plan → apply → render pipeline they share.
+//! One module per subcommand, each with its `Args` and the request it makes; the reconciling
+//! commands differ only in that request (the scope of the plan, the reviewed-plan files), so they
+//! share one path here: settings → reconcile → print → metrics.
 
 pub(crate) mod completions;
 pub(crate) mod kill;
 pub(crate) mod recover;
 pub(crate) mod scan;
 
-use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::Instant;
 
 use color_eyre::eyre::Result;
 
-use crate::apply;
-use crate::audit::AuditLog;
+use crate::cli::{Cli, Command};
 use crate::exit_code::ExitCode;
-use crate::gather;
-use crate::lock::{self, Acquired};
 use crate::metrics;
 use crate::output;
-use crate::plan::{self, Outcome, Plan, Scope};
-use crate::reviewed::SavedPlan;
-use crate::safety;
-use crate::settings::Settings;
+use crate::reconcile::{self, Report, Request};
+use crate::settings::{GivenOnCommandLine, Settings};
 
-/// Gathers a snapshot, plans, applies when asked (under the lock and the safety limits), prints
-/// the result and picks the exit code.
-pub(crate) fn reconcile(settings: &Settings, scope: Scope, review: &Review) -> Result<ExitCode> {
-    let started = std::time::Instant::now();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut finished_plan = None;
-    let result = runtime.block_on(run(settings, &scope, review, &mut finished_plan));
-    if let Some(path) = &settings.metrics_file {
+/// Runs the parsed command line and returns the exit code. The metrics file, when asked for, is
+/// written after every run whose command line parsed, a run that failed on its settings included.
+pub(crate) fn run(cli: &Cli, given: GivenOnCommandLine) -> ExitCode {
+    let request = match &cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Scan(args) => args.request(),
+        Command::Recover(args) => args.request(),
+        Command::Kill(args) => args.request(),
+    };
+    let started = Instant::now();
+    let settings = Settings::from_args(&cli.global, given, request.scope.command_name());
+    let (code, report) = match &settings {
+        Ok(settings) => run_settled(settings, &request),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            (ExitCode::Fatal, None)
+        }
+    };
+    let metrics_file = match &settings {
+        Ok(settings) => settings.metrics_file.as_ref(),
+        Err(_) => cli.global.metrics_file.as_ref(),
+    };
+    if let Some(path) = metrics_file {
         let figures = metrics::RunFigures {
-            command: scope.command_name(),
-            apply: settings.apply,
-            plan: finished_plan.as_ref(),
-            exit_code: *result.as_ref().unwrap_or(&ExitCode::Fatal),
+            command: request.scope.command_name(),
+            apply: cli.global.apply,
+            plan: report.as_ref().map(|report| &report.plan),
+            exit_code: code,
             duration_seconds: started.elapsed().as_secs_f64(),
             finished_at: chrono::Utc::now(),
         };
-        if let Err(err) = metrics::write(path, &figures) {
-            settings.log.warn(&format!("{err:#}"));
+        if let Err(err) = metrics::write(path, &figures)
+            && !cli.global.quiet
+        {
+            eprintln!("warning: {err:#}");
         }
     }
-    result
+    code
 }
 
-/// Reviewed plans (`scan --save` / `scan --from`).
-#[derive(Debug, Default)]
-pub(crate) struct Review {
-    pub save: Option<PathBuf>,
-    pub from: Option<PathBuf>,
-    pub max_plan_age: Duration,
-}
-
-/// The run itself; leaves its plan in `finished_plan` for the metrics.
-async fn run(
-    settings: &Settings,
-    scope: &Scope,
-    review: &Review,
-    finished_plan: &mut Option<Plan>,
-) -> Result<ExitCode> {
-    let mut sources = gather::Sources::open(settings).await?;
-    let database = sources.store.identity();
-    let saved = review.from.as_deref().map(SavedPlan::read).transpose()?;
-    if let Some(refusal) = saved
-        .as_ref()
-        .and_then(|saved| saved.refusal(&database, review.max_plan_age, chrono::Utc::now()))
-    {
-        eprintln!("error: refused: {refusal}");
-        return Ok(ExitCode::Refused);
-    }
-    let mut audit = settings
-        .audit_log
-        .as_deref()
-        .filter(|_| settings.apply)
-        .map(AuditLog::open)
-        .transpose()?;
-    let lock = if settings.apply {
-        match lock::acquire(&mut sources.store, sources.redis.as_mut()).await? {
-            Acquired::Held(lock) => Some(lock),
-            Acquired::Busy(holder) => {
-                eprintln!("error: {holder}; nothing was done");
-                return Ok(ExitCode::Busy);
+fn run_settled(settings: &Settings, request: &Request) -> (ExitCode, Option<Report>) {
+    match reconcile::reconcile(&settings.run, request) {
+        Ok(run) => {
+            if let Some(report) = &run.report
+                && let Err(err) = to_stdout(|out| output::write(out, report, &settings.view))
+            {
+                eprintln!("error: cannot write the result: {err:#}");
+                return (ExitCode::Fatal, run.report);
             }
+            (run.code, run.report)
         }
-    } else {
-        None
-    };
-
-    let mut look_up: BTreeSet<String> = saved.iter().flat_map(SavedPlan::ids).cloned().collect();
-    if let Scope::KillIds(ids) = scope {
-        look_up.extend(ids.iter().cloned());
-    }
-    let (snapshot, mut timings) = gather::snapshot(&mut sources, settings, &look_up).await?;
-    for warning in &snapshot.warnings {
-        settings.log.warn(warning);
-    }
-    let now = chrono::Utc::now();
-    let mut plan = plan::plan(&snapshot, &settings.policy(scope.clone()), now);
-    if let Some(saved) = &saved {
-        plan = saved.to_plan(&snapshot, &plan);
-    }
-    if let Some(path) = &review.save {
-        SavedPlan::new(&plan, &snapshot, &database, now).write(path)?;
-        settings.log.warn(&format!(
-            "saved {} actions to {}; review it, then: trinity-watchdog scan --from {} --apply",
-            plan.action_count(),
-            path.display(),
-            path.display()
-        ));
-    }
-    if settings.apply {
-        match safety::check(&plan, settings.limits) {
-            Err(reason) => {
-                eprintln!("error: refused: {reason}");
-                plan.refused = Some(reason);
-            }
-            Ok(()) => {
-                let interrupted = listen_for_interrupts();
-                let started = std::time::Instant::now();
-                apply::apply(
-                    &mut plan,
-                    &mut sources,
-                    settings,
-                    audit.as_mut(),
-                    &interrupted,
-                )
-                .await;
-                timings.apply_ms = gather::millis(started.elapsed());
-            }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            (ExitCode::Fatal, None)
         }
-    }
-    if let Some(lock) = lock
-        && let Err(err) = lock.release(sources.redis.as_mut()).await
-    {
-        settings.log.warn(&format!(
-            "could not release the Redis apply lock (it expires on its own): {err:#}"
-        ));
-    }
-    to_stdout(|out| output::write(out, &plan, scope, settings, now, &timings))?;
-    let code = exit_code(&plan, settings);
-    *finished_plan = Some(plan);
-    Ok(code)
-}
-
-/// A flag set by Ctrl-C or SIGTERM; installed only for an apply, so a dry run dies at once.
-fn listen_for_interrupts() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = terminate => {}
-        }
-        eprintln!("interrupted: finishing the action in progress, starting no new one");
-        set.store(true, Ordering::SeqCst);
-    });
-    flag
-}
-
-fn exit_code(plan: &Plan, settings: &Settings) -> ExitCode {
-    if plan.refused.is_some() {
-        ExitCode::Refused
-    } else if plan.interrupted {
-        ExitCode::Interrupted
-    } else if plan
-        .items
-        .iter()
-        .any(|item| item.outcome == Some(Outcome::Failed))
-    {
-        ExitCode::ActionFailed
-    } else if settings.exit_code && (plan.action_count() > 0 || plan.unreachable_agents() > 0) {
-        ExitCode::NeedsAttention
-    } else {
-        ExitCode::Ok
     }
 }
 

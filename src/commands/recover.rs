@@ -1,11 +1,7 @@
 //! `recover`: only the database and capacity repairs; never terminates a process.
 
-use color_eyre::eyre::Result;
-
-use crate::cli::GlobalArgs;
-use crate::exit_code::ExitCode;
 use crate::plan::Scope;
-use crate::settings::Settings;
+use crate::reconcile::Request;
 
 /// Plan only `orphaned` rows and `leaked_slot`s. Never terminates a process.
 ///
@@ -14,10 +10,8 @@ use crate::settings::Settings;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {}
 
-pub(crate) fn run(_args: &Args, global: &GlobalArgs) -> Result<ExitCode> {
-    super::reconcile(
-        &Settings::from_args(global)?,
-        Scope::Recover,
-        &super::Review::default(),
-    )
+impl Args {
+    pub(crate) fn request(&self) -> Request {
+        Request::new(Scope::Recover)
+    }
 }

@@ -3,14 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use color_eyre::eyre::Result;
-
-use crate::cli::GlobalArgs;
-use crate::exit_code::ExitCode;
 use crate::plan::Scope;
-use crate::settings::Settings;
-
-use super::Review;
+use crate::reconcile::Request;
 
 /// Show the full plan: every running execution, agent process and leaked slot, with its verdict.
 ///
@@ -33,11 +27,12 @@ pub(crate) struct Args {
     pub max_plan_age: Duration,
 }
 
-pub(crate) fn run(args: &Args, global: &GlobalArgs) -> Result<ExitCode> {
-    let review = Review {
-        save: args.save.clone(),
-        from: args.from.clone(),
-        max_plan_age: args.max_plan_age,
-    };
-    super::reconcile(&Settings::from_args(global)?, Scope::Scan, &review)
+impl Args {
+    pub(crate) fn request(&self) -> Request {
+        Request {
+            save: self.save.clone(),
+            from: self.from.clone().map(|path| (path, self.max_plan_age)),
+            ..Request::new(Scope::Scan)
+        }
+    }
 }

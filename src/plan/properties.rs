@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::tests::{now, policy};
 use super::*;
-use crate::snapshot::{AgentAnswer, AgentReport, Capacity, Row, Slot, Snapshot};
+use crate::snapshot::{AgentAnswer, AgentReport, Capacity, Row, Slot, Snapshot, Status};
 
 const AGENTS: [&str; 3] = ["a", "b", "c"];
 const STATUSES: [&str; 7] = [
@@ -56,7 +56,7 @@ fn row() -> impl Strategy<Value = Row> {
                 Row {
                     id,
                     agent: AGENTS[agent].to_owned(),
-                    status: STATUSES[status].to_owned(),
+                    status: STATUSES[status].into(),
                     started_at: if parseable {
                         crate::timestamp::format(started)
                     } else {
@@ -98,6 +98,7 @@ fn slot() -> impl Strategy<Value = Slot> {
                 agent: AGENTS[agent].to_owned(),
                 execution_id,
                 acquired_at: now().timestamp() as f64 - held,
+                score: (now().timestamp() as f64 - held).to_string(),
                 has_metadata,
                 timeout_seconds,
             },
@@ -146,9 +147,9 @@ fn apply_to_model(snapshot: &mut Snapshot, plan: &Plan) {
         let running = snapshot
             .rows
             .iter_mut()
-            .find(|row| row.id == item.execution_id && row.status == "running");
+            .find(|row| row.id == item.execution_id && row.status == Status::Running);
         if let Some(row) = running.filter(|_| item.action.fails()) {
-            row.status = "failed".to_owned();
+            row.status = Status::Failed;
             row.completed = Some(now());
         }
         let releases = item.action.fails() || item.action == Action::ReleaseSlot;
@@ -160,20 +161,70 @@ fn apply_to_model(snapshot: &mut Snapshot, plan: &Plan) {
     }
 }
 
+/// Every command's scope: the three plans and `kill ID…` with named ids.
+fn scope() -> impl Strategy<Value = Scope> {
+    prop_oneof![
+        Just(Scope::Scan),
+        Just(Scope::Recover),
+        Just(Scope::Kill),
+        ids().prop_map(Scope::KillIds),
+    ]
+}
+
+/// `--agent`: none (every agent), or some of them.
+fn agent_filter() -> impl Strategy<Value = BTreeSet<String>> {
+    prop::collection::btree_set(
+        prop::sample::select(AGENTS.to_vec()).prop_map(str::to_owned),
+        0..=2,
+    )
+}
+
+fn policy_for(scope: Scope, agent_filter: BTreeSet<String>) -> Policy {
+    Policy {
+        agent_filter,
+        ..policy(scope)
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn never_acts_on_what_it_must_leave_alone(snapshot in world()) {
-        let plan = plan(&snapshot, &policy(Scope::Scan), now());
+    fn never_acts_on_what_it_must_leave_alone(snapshot in world(), scope in scope(), filter in agent_filter()) {
+        let plan = plan(&snapshot, &policy_for(scope.clone(), filter.clone()), now());
         let row = |id: &str| snapshot.rows.iter().find(|row| row.id == id);
         let report = |agent: &str| snapshot.agents.iter().find(|report| report.name == agent);
+        for item in &plan.items {
+            prop_assert!(!(item.verdict == Verdict::LeakedSlot && item.execution_id.starts_with("drain-")), "drain- member is an item");
+            match &scope {
+                Scope::KillIds(ids) => {
+                    prop_assert!(ids.contains(&item.execution_id), "kill planned an id it was not given: {item:?}");
+                    prop_assert_eq!(item.verdict, Verdict::Requested);
+                }
+                Scope::Recover => {
+                    prop_assert!(matches!(item.verdict, Verdict::Orphaned | Verdict::LeakedSlot), "{item:?}");
+                    prop_assert!(!item.action.terminates(), "recover terminates: {item:?}");
+                }
+                Scope::Kill => prop_assert!(matches!(item.verdict, Verdict::TimedOut | Verdict::Zombie), "{item:?}"),
+                Scope::Scan => {}
+            }
+            if !filter.is_empty() && !matches!(scope, Scope::KillIds(_)) {
+                let agent = item.agent.clone().unwrap_or_default();
+                prop_assert!(filter.contains(&agent), "item of an agent outside --agent: {item:?}");
+            }
+        }
         for item in plan.items.iter().filter(|item| item.action != Action::None) {
-            prop_assert!(!item.execution_id.starts_with("drain-") || item.verdict != Verdict::LeakedSlot, "{item:?}");
             let Some(row) = row(&item.execution_id) else { continue };
+            if item.action.fails() {
+                prop_assert_eq!(&row.status, &Status::Running, "only running rows are failed");
+                prop_assert!(!row.leased, "leased row failed: {item:?}");
+            }
+            if matches!(scope, Scope::KillIds(_)) {
+                // The operator named it: terminating is asked for, whatever its agent said.
+                continue;
+            }
             prop_assert!(!row.leased, "leased row acted on: {item:?}");
             if item.action.fails() {
-                prop_assert_eq!(&row.status, "running", "only running rows are failed");
                 let answer = &report(&row.agent).expect("every agent reports").answer;
                 prop_assert!(answer.is_ok(), "acted on an unreachable agent's row: {:?}", item);
                 let answer = answer.as_ref().expect("checked");
@@ -183,16 +234,18 @@ proptest! {
                 prop_assert!(!answer.knows(&row.id) || answer.runs(&row.id), "acted on a pending / recently completed row: {:?}", item);
             }
         }
-        for item in &plan.items {
-            prop_assert!(!(item.verdict == Verdict::LeakedSlot && item.execution_id.starts_with("drain-")), "drain- member is an item");
-        }
     }
 
     #[test]
-    fn applying_the_plan_then_planning_again_finds_nothing_to_do(mut snapshot in world()) {
-        let first = plan(&snapshot, &policy(Scope::Scan), now());
+    fn applying_the_plan_then_planning_again_finds_nothing_to_do(
+        mut snapshot in world(),
+        scope in prop_oneof![Just(Scope::Scan), Just(Scope::Recover), Just(Scope::Kill)],
+        filter in agent_filter(),
+    ) {
+        let policy = policy_for(scope, filter);
+        let first = plan(&snapshot, &policy, now());
         apply_to_model(&mut snapshot, &first);
-        let second = plan(&snapshot, &policy(Scope::Scan), now());
+        let second = plan(&snapshot, &policy, now());
         let left: Vec<_> = second.items.iter().filter(|item| item.action != Action::None).collect();
         prop_assert!(left.is_empty(), "second plan still acts: {:?}", left);
     }

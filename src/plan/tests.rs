@@ -65,6 +65,7 @@ fn slot(agent: &str, id: &str, held: f64, has_metadata: bool, timeout: Option<i6
         agent: agent.into(),
         execution_id: id.into(),
         acquired_at: now().timestamp() as f64 - held,
+        score: (now().timestamp() as f64 - held).to_string(),
         has_metadata,
         timeout_seconds: timeout,
     }

@@ -6,19 +6,37 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+use color_eyre::eyre::{Result, bail, eyre};
 use tokio_postgres::{Client, NoTls};
 
-use super::{FAIL_SQL, FailRow, RawRow, Schema};
-use crate::settings::redact_url;
+use super::{DatabaseLock, FAIL_SQL, FailRow, PostgresConfig, RawRow, Schema};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every session, dry runs included, gives up on a statement after this long…
+const STATEMENT_TIMEOUT: &str = "30s";
+/// … and on waiting for a lock (another session's row or table lock) after this long.
+const LOCK_TIMEOUT: &str = "5s";
+/// TCP keepalives, so that a server that vanished (a failover, a dropped NAT entry) is noticed.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
 /// Key of the advisory lock: `hashtext` of this name, the same for every run on any host.
 const LOCK_NAME: &str = "trinity-watchdog:apply";
 
-/// A PostgreSQL error with the server's own message (the error's `Display` says only "db error").
+/// A PostgreSQL error with the server's own message (the error's `Display` says only "db error"),
+/// and what a timeout was waiting for.
 fn describe(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
+        Some(db) if *db.code() == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE => format!(
+            "{} ({}): waited longer than lock_timeout {LOCK_TIMEOUT} for a lock that another session holds",
+            db.message(),
+            db.code().code()
+        ),
+        Some(db) if *db.code() == tokio_postgres::error::SqlState::QUERY_CANCELED => format!(
+            "{} ({}): the statement ran longer than statement_timeout {STATEMENT_TIMEOUT}",
+            db.message(),
+            db.code().code()
+        ),
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => match std::error::Error::source(err) {
             Some(source) => format!("{err}: {source}"),
@@ -36,13 +54,20 @@ pub(crate) struct Postgres {
 }
 
 impl Postgres {
-    pub(crate) async fn open(url: &str, writable: bool) -> Result<Postgres> {
-        let shown = redact_url(url);
-        let mut config: tokio_postgres::Config = url
+    pub(crate) async fn open(database: &PostgresConfig, writable: bool) -> Result<Postgres> {
+        let shown = database.url.shown();
+        // The parser's message may quote the URL: only say that it did not parse.
+        let mut config: tokio_postgres::Config = database
+            .url
+            .expose()
             .parse()
-            .map_err(|err| eyre!("invalid PostgreSQL URL {shown}: {err}"))?;
+            .map_err(|_| eyre!("invalid PostgreSQL URL {shown}"))?;
         config
             .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES)
             .application_name("trinity-watchdog");
         let (client, connection) = config.connect(NoTls).await.map_err(|err| {
             let hint = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
@@ -59,16 +84,17 @@ impl Postgres {
             // The connection ends with the client; a broken one shows up as the next query's error.
             let _ = connection.await;
         });
-        // A dry run cannot write; an apply waits for a row lock as long as SQLite waits for the file.
-        let session = if writable {
-            "SET lock_timeout = '5s'"
-        } else {
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
-        };
+        // No statement waits forever, dry runs included; a dry run cannot write.
+        let mut session = format!(
+            "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '{LOCK_TIMEOUT}'"
+        );
+        if !writable {
+            session.push_str("; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY");
+        }
         client
-            .batch_execute(session)
+            .batch_execute(&session)
             .await
-            .wrap_err_with(|| format!("cannot set up the session on {shown}"))?;
+            .map_err(|err| eyre!("cannot set up the session on {shown}: {}", describe(&err)))?;
         let mut tables = [HashSet::new(), HashSet::new(), HashSet::new()];
         let mut completed_type = String::from("text");
         let rows = client
@@ -79,7 +105,7 @@ impl Postgres {
                 &[],
             )
             .await
-            .wrap_err_with(|| format!("cannot read the schema of {shown}"))?;
+            .map_err(|err| eyre!("cannot read the schema of {shown}: {}", describe(&err)))?;
         for row in rows {
             let (table, column, udt): (String, String, String) =
                 (row.get(0), row.get(1), row.get(2));
@@ -131,7 +157,7 @@ impl Postgres {
             .client
             .query(sql, params)
             .await
-            .wrap_err_with(|| format!("cannot read {}", self.shown))?;
+            .map_err(|err| eyre!("cannot read {}: {}", self.shown, describe(&err)))?;
         Ok(rows
             .iter()
             .map(|row| RawRow {
@@ -172,7 +198,7 @@ impl Postgres {
             .client
             .query("SELECT agent_name::text FROM agent_ownership WHERE agent_name IS NOT NULL AND agent_name <> ''", &[])
             .await
-            .wrap_err_with(|| format!("cannot read agent_ownership in {}", self.shown))?;
+            .map_err(|err| eyre!("cannot read agent_ownership in {}: {}", self.shown, describe(&err)))?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
@@ -216,14 +242,20 @@ impl Postgres {
     }
 
     /// `pg_try_advisory_lock` on this session.
-    pub(crate) async fn try_lock(&mut self) -> Result<Result<(), String>> {
+    pub(crate) async fn try_lock(&mut self) -> Result<Result<DatabaseLock, String>> {
         let row = self
             .client
             .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&LOCK_NAME])
             .await
-            .wrap_err_with(|| format!("cannot take the apply lock on {}", self.shown))?;
+            .map_err(|err| {
+                eyre!(
+                    "cannot take the apply lock on {}: {}",
+                    self.shown,
+                    describe(&err)
+                )
+            })?;
         Ok(if row.get::<_, bool>(0) {
-            Ok(())
+            Ok(DatabaseLock::Session)
         } else {
             Err(format!(
                 "another apply holds the PostgreSQL advisory lock {LOCK_NAME:?} on {}",
@@ -282,7 +314,10 @@ mod tests {
     #[tokio::test]
     async fn a_dry_run_session_cannot_write_even_through_the_write_path() {
         let (name, url) = create_database().await;
-        let mut dry = Postgres::open(&url, false).await.expect("open");
+        let config = PostgresConfig {
+            url: crate::redact::Secret::new(url.clone()),
+        };
+        let mut dry = Postgres::open(&config, false).await.expect("open");
         let rows = [FailRow {
             id: "x",
             error: "should never land",
@@ -294,7 +329,7 @@ mod tests {
             Ok(results) => format!("{results:?}"),
         };
         assert!(message.contains("read-only transaction"), "{message}");
-        let mut writable = Postgres::open(&url, true).await.expect("open");
+        let mut writable = Postgres::open(&config, true).await.expect("open");
         assert_eq!(
             writable
                 .fail_running(&rows, "2026-11-28T12:00:00.000000Z")

@@ -2,7 +2,7 @@
 //! timeout for writes, and a flock beside the file as the database's part of the apply lock.
 
 use std::collections::{BTreeSet, HashSet};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use color_eyre::eyre::{Result, WrapErr, bail};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use super::{FAIL_SQL, FailRow, RawRow, Schema};
+use super::{DatabaseLock, FAIL_SQL, FailRow, RawRow, Schema};
 
 /// How long a write waits for another writer (Trinity's backend) to let go of the database.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,8 +19,6 @@ pub(crate) struct Sqlite {
     conn: Connection,
     path: PathBuf,
     schema: Schema,
-    /// The held apply lock file, once taken.
-    lock: Option<File>,
 }
 
 impl Sqlite {
@@ -67,7 +65,6 @@ impl Sqlite {
             conn,
             path: path.to_owned(),
             schema,
-            lock: None,
         })
     }
 
@@ -164,7 +161,7 @@ impl Sqlite {
     }
 
     /// A flock on `<db>.watchdog-lock`, beside the database.
-    pub(crate) fn try_lock(&mut self) -> Result<Result<(), String>> {
+    pub(crate) fn try_lock(&mut self) -> Result<Result<DatabaseLock, String>> {
         let path = lock_path(&self.path);
         let file = OpenOptions::new()
             .create(true)
@@ -173,10 +170,7 @@ impl Sqlite {
             .open(&path)
             .wrap_err_with(|| format!("cannot create the apply lock file {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => {
-                self.lock = Some(file);
-                Ok(Ok(()))
-            }
+            Ok(()) => Ok(Ok(DatabaseLock::File(file))),
             Err(TryLockError::WouldBlock) => Ok(Err(format!(
                 "another apply holds the lock file {}",
                 path.display()

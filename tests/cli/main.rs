@@ -12,7 +12,36 @@ use std::sync::Arc;
 use harness::*;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trinity-watchdog");
+/// The environment variables the tool reads (its own and libpq's): no test's run inherits them.
+const TOOL_ENV: [&str; 9] = [
+    "TRINITY_DB_PATH",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "AGENT_AUTH_SECRET",
+    "TRINITY_AGENT_URL_TEMPLATE",
+    "NO_COLOR",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "SSL_CERT_FILE",
+];
+
+/// The binary under test: `TRINITY_WATCHDOG_BIN` when set (a release build, or an older build to
+/// show that a test fails there), else the one cargo built for the tests.
+fn bin() -> std::path::PathBuf {
+    std::env::var_os("TRINITY_WATCHDOG_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_trinity-watchdog").into())
+}
+
+/// A command for the binary under test with a clean environment: the one place every test's
+/// run gets its environment from.
+fn command() -> Command {
+    let mut command = Command::new(bin());
+    for variable in TOOL_ENV {
+        command.env_remove(variable);
+    }
+    command
+}
 
 struct Out {
     code: i32,
@@ -69,15 +98,7 @@ impl Out {
 }
 
 fn run(args: &[&str]) -> Out {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("TRINITY_DB_PATH")
-        .env_remove("REDIS_URL")
-        .env_remove("TRINITY_AGENT_URL_TEMPLATE")
-        .env_remove("AGENT_AUTH_SECRET")
-        .env_remove("NO_COLOR")
-        .output()
-        .expect("run trinity-watchdog");
+    let output = command().args(args).output().expect("run trinity-watchdog");
     Out {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -1055,38 +1076,36 @@ fn committed_completions_are_up_to_date() {
 
 #[test]
 fn json_to_a_closed_pipe_is_not_an_error() {
+    // The reader is gone before the tool writes a byte, so any output at all meets a closed pipe.
     let w = World::without_redis();
-    for i in 0..200 {
-        w.db.add_execution(&format!("o-{i}"), "alpha", "running", &ago(600));
-    }
+    w.db.add_execution("o-1", "alpha", "running", &ago(600));
     w.fleet.set("alpha", FakeAgent::running(&[]));
     let template = w.fleet.template();
-    let mut child = Command::new(BIN)
-        .args([
-            "scan",
-            "-o",
-            "json",
-            "--no-redis",
-            "--db",
-            w.db.path(),
-            "--agent-url",
-            &template,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 100];
-    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
-    drop(stdout);
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !stderr.contains("Broken pipe") && !stderr.contains("error"),
-        "{stderr}"
-    );
-    assert_eq!(output.status.code(), Some(0));
+    for format in ["json", "table"] {
+        let mut child = command()
+            .args([
+                "scan",
+                "-o",
+                format,
+                "--no-redis",
+                "--db",
+                w.db.path(),
+                "--agent-url",
+                &template,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !stderr.contains("Broken pipe") && !stderr.contains("error"),
+            "{stderr}"
+        );
+        assert_eq!(output.status.code(), Some(0), "{format}: {stderr}");
+    }
 }
 
 /// The core scenarios again, against PostgreSQL (a fresh database per test on the local server).

@@ -139,9 +139,19 @@ fn the_agents_original_error_is_written_before_the_cleanup_reason() {
     agent
         .last_errors
         .insert("verbose".into(), ("TraceError".into(), "x".repeat(5000)));
+    agent
+        .last_errors
+        .insert("slow".into(), ("Timeout".into(), "tool call hung".into()));
+    // Credentials in the agent's text never reach the database (Trinity's scrubbing rules).
+    w.db.add_execution("leaky", "alpha", "running", &ago(600));
+    let token = format!("ghp_{}", "T0k3n".repeat(8));
+    let key = format!("sk-ant-api03-{}", "Zz9_".repeat(8));
     agent.last_errors.insert(
-        "slow".into(),
-        ("Timeout".into(), "Timeout: tool call hung".into()),
+        "leaky".into(),
+        (
+            "AuthError".into(),
+            format!("git push with {token} failed; env ANTHROPIC_API_KEY={key} DB_PASSWORD='p w' MODE=fast; Authorization: Bearer abc.def-ghi"),
+        ),
     );
     w.fleet.set("alpha", agent);
     let out = w.apply_json("scan");
@@ -150,7 +160,13 @@ fn the_agents_original_error_is_written_before_the_cleanup_reason() {
     assert_eq!(
         w.db.row("crashed").error.unwrap(),
         format!(
-            "ProcessError: Claude exited with code 137 (out of memory). Cleanup: {orphan_reason}"
+            "[ProcessError] Claude exited with code 137 (out of memory). Cleanup: {orphan_reason}"
+        )
+    );
+    assert_eq!(
+        w.db.row("leaky").error.unwrap(),
+        format!(
+            "[AuthError] git push with ***REDACTED*** failed; env ANTHROPIC_API_KEY=***REDACTED*** DB_PASSWORD=***REDACTED*** MODE=fast; Authorization: ***REDACTED***. Cleanup: {orphan_reason}"
         )
     );
     assert_eq!(
@@ -163,7 +179,7 @@ fn the_agents_original_error_is_written_before_the_cleanup_reason() {
     assert!(verbose.ends_with(&format!("…. Cleanup: {orphan_reason}")));
     assert_eq!(
         w.db.row("slow").error.unwrap(),
-        "Timeout: tool call hung. Cleanup: Execution auto-terminated after 10 minutes by watchdog (exceeded timeout of 60s)"
+        "[Timeout] tool call hung. Cleanup: Execution auto-terminated after 10 minutes by watchdog (exceeded timeout of 60s)"
     );
     let asked: Vec<_> = w
         .fleet
@@ -174,7 +190,7 @@ fn the_agents_original_error_is_written_before_the_cleanup_reason() {
         .collect();
     assert_eq!(
         asked.len(),
-        4,
+        5,
         "asked once per execution it failed: {asked:?}"
     );
 }
@@ -210,7 +226,10 @@ fn a_reviewed_plan_applies_exactly_its_actions_and_skips_those_whose_facts_chang
         .clone();
     assert_eq!(keep["facts"]["row_status"], "running");
     assert_eq!(keep["facts"]["agent_reported"], "unknown");
-    assert!(keep["facts"]["slot_score"].is_f64());
+    assert!(
+        keep["facts"]["slot_score"].is_string(),
+        "the score exactly as Redis holds it"
+    );
     assert_eq!(
         w.db.row("o-keep").status,
         "running",
@@ -423,7 +442,7 @@ fn postgres_without_trinitys_tables_or_unreachable_is_a_clear_error() {
     assert_eq!(out.code, 1);
     assert!(
         out.stderr
-            .contains("cannot connect to PostgreSQL at postgres://trinity:***@127.0.0.1"),
+            .contains("cannot connect to PostgreSQL at postgres://***@127.0.0.1"),
         "{}",
         out.stderr
     );

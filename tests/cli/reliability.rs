@@ -30,10 +30,8 @@ fn statuses(w: &World, prefix: &str, n: usize) -> Vec<String> {
 }
 
 fn spawn(args: &[&str]) -> std::process::Child {
-    Command::new(BIN)
+    command()
         .args(args)
-        .env_remove("REDIS_URL")
-        .env_remove("TRINITY_DB_PATH")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -324,12 +322,44 @@ fn sigterm_during_apply_finishes_the_action_in_progress_and_exits_130() {
 
 #[test]
 fn audit_log_gets_one_whole_line_per_action_even_from_concurrent_runs() {
+    // Four applies released at the same instant (a barrier at their re-check), each writing 100
+    // lines of 4 KiB and more: anything but one write per line (a buffered writer, a serializer
+    // writing piecemeal) interleaves them.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.jsonl");
+    let pad = "x".repeat(4096);
+    let barrier = Arc::new(std::sync::Barrier::new(4));
     let worlds: Vec<World> = (0..4)
-        .map(|_| {
+        .map(|n| {
             let w = World::without_redis();
-            fleet_with(&w, 20, 30);
+            let mut running = Vec::new();
+            for i in 0..100 {
+                w.db.add_execution(
+                    &format!("o-{n}-{i:02}-{pad}"),
+                    "alpha",
+                    "running",
+                    &ago(600),
+                );
+            }
+            for i in 0..30 {
+                let id = format!("h-{i:02}");
+                w.db.add_execution(&id, "alpha", "running", &ago(30));
+                running.push(id);
+            }
+            let running: Vec<&str> = running.iter().map(String::as_str).collect();
+            let barrier = barrier.clone();
+            let hook = Hook(Arc::new(move |kind, agent: &mut FakeAgent| {
+                if kind == "running" && agent.requests == 2 {
+                    barrier.wait();
+                }
+            }));
+            w.fleet.set(
+                "alpha",
+                FakeAgent {
+                    hook: Some(hook),
+                    ..FakeAgent::running(&running)
+                },
+            );
             w
         })
         .collect();
@@ -340,6 +370,9 @@ fn audit_log_gets_one_whole_line_per_action_even_from_concurrent_runs() {
             spawn(&[
                 "scan",
                 "--apply",
+                "--force",
+                "--max-actions",
+                "1000",
                 "--no-redis",
                 "--db",
                 w.db.path(),
@@ -357,10 +390,25 @@ fn audit_log_gets_one_whole_line_per_action_even_from_concurrent_runs() {
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<Value> = text
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{e}: {}…", &line[..line.len().min(200)]))
+        })
         .collect();
-    assert_eq!(lines.len(), 80);
-    let first = &lines[0];
+    let actions: Vec<&Value> = lines.iter().filter(|l| l["event"] == "action").collect();
+    assert_eq!(actions.len(), 400);
+    let ends: Vec<&Value> = lines.iter().filter(|l| l["event"] == "apply_end").collect();
+    assert_eq!(ends.len(), 4, "each apply closes its trail");
+    assert!(ends.iter().all(|end| end["outcome"] == "finished"));
+    for action in &actions {
+        let id = action["execution_id"].as_str().unwrap();
+        assert!(
+            id.ends_with(&pad),
+            "a whole id: {}…",
+            &id[..id.len().min(40)]
+        );
+    }
+    let first = actions[0];
     for key in [
         "time",
         "execution_id",
@@ -383,6 +431,7 @@ fn audit_log_gets_one_whole_line_per_action_even_from_concurrent_runs() {
         (Some("orphaned"), Some("fail"), Some("applied"))
     );
     // A dry run never writes to it.
+    worlds[0].fleet.set("alpha", FakeAgent::running(&[]));
     worlds[0].run(&["scan", "--audit-log", log.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&log).unwrap(), text);
 }
@@ -678,15 +727,20 @@ fn a_read_only_database_with_apply_is_a_clear_error() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(w.db.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&w.db.path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        let mut setpriv = Command::new("setpriv");
+        for variable in TOOL_ENV {
+            setpriv.env_remove(variable);
+        }
+        setpriv
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
             .args(args)
             .output()
             .unwrap()
     } else {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&w.db.path, std::fs::Permissions::from_mode(0o444)).unwrap();
-        Command::new(BIN).args(args).output().unwrap()
+        command().args(args).output().unwrap()
     };
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

@@ -1,0 +1,225 @@
+//! The apply guard: the one owner of everything an apply holds — the apply lock (the database's
+//! part and the Redis part, with its refresher), the interrupt flag and its signal listener, and
+//! the audit sink. Its `finish` is the way out of every apply that returns, whatever it returns
+//! (an error, a refusal, an interrupt); its `Drop` is the way out of a panic; a second signal
+//! takes the last-resort way out at once. Every way releases the lock and closes the audit trail
+//! with a line saying how the apply ended.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use color_eyre::eyre::Result;
+
+use crate::audit::AuditLog;
+use crate::capacity::Redis;
+use crate::exit_code::ExitCode;
+use crate::lock::{self, Acquired, REDIS_LOCK_KEY, REDIS_LOCK_REFRESH, REDIS_LOCK_TTL};
+use crate::log::Log;
+use crate::plan::{Item, Outcome};
+use crate::store::{DatabaseLock, Store};
+
+/// What the guard shares with its signal listener.
+struct Shared {
+    interrupted: AtomicBool,
+    audit: Option<AuditLog>,
+    /// The Redis lock: a connection to release it on and this run's token.
+    redis_lock: Option<(Redis, String)>,
+    /// Set once the Redis lock is released (or found gone), so it is released once.
+    released: AtomicBool,
+    log: Log,
+}
+
+impl Shared {
+    fn record_end(&self, ended: &str, error: Option<&str>) {
+        if let Some(audit) = &self.audit
+            && let Err(err) = audit.record_end(ended, error)
+        {
+            self.log.warn(&format!("{err:#}"));
+        }
+    }
+
+    /// Releases the Redis lock without the async runtime, if it is still held.
+    fn release_blocking(&self) {
+        if let Some((redis, token)) = &self.redis_lock
+            && !self.released.swap(true, Ordering::SeqCst)
+            && let Err(err) = redis.unlock_blocking(REDIS_LOCK_KEY, token)
+        {
+            eprintln!(
+                "warning: could not release the Redis apply lock (it expires within {}s): {err:#}",
+                REDIS_LOCK_TTL.as_secs()
+            );
+        }
+    }
+}
+
+/// A held apply lock, with the interrupt flag and the audit sink.
+pub(crate) struct ApplyGuard {
+    shared: Arc<Shared>,
+    _database_lock: DatabaseLock,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+    finished: bool,
+}
+
+pub(crate) enum Guarded {
+    Held(ApplyGuard),
+    /// Another apply holds the lock: who, as far as known.
+    Busy(String),
+}
+
+impl ApplyGuard {
+    /// Takes the apply lock and starts listening for interrupts; the audit log (opened before,
+    /// so that an unwritable one stops the run before anything) becomes the guard's.
+    pub(crate) async fn acquire(
+        store: &mut Store,
+        mut redis: Option<&mut Redis>,
+        audit: Option<AuditLog>,
+        log: Log,
+    ) -> Result<Guarded> {
+        let held = match lock::acquire(store, redis.as_deref_mut()).await? {
+            Acquired::Held(held) => held,
+            Acquired::Busy(holder) => return Ok(Guarded::Busy(holder)),
+        };
+        if let Some(holder) = &held.taken_over_from {
+            log.warn(&format!(
+                "took the Redis apply lock over from {holder}: that process is gone"
+            ));
+        }
+        let redis_lock = match (redis, &held.redis_token) {
+            (Some(redis), Some(token)) => Some((redis.clone(), token.as_str().to_owned())),
+            _ => None,
+        };
+        let shared = Arc::new(Shared {
+            interrupted: AtomicBool::new(false),
+            audit,
+            redis_lock,
+            released: AtomicBool::new(false),
+            log,
+        });
+        let refresher = shared.redis_lock.clone().map(|(mut redis, token)| {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(REDIS_LOCK_REFRESH).await;
+                    if !matches!(
+                        redis
+                            .refresh_lock(REDIS_LOCK_KEY, &token, REDIS_LOCK_TTL)
+                            .await,
+                        Ok(true)
+                    ) {
+                        eprintln!(
+                            "warning: the Redis apply lock could not be extended; another apply may start"
+                        );
+                        return;
+                    }
+                }
+            })
+        });
+        listen_for_interrupts(shared.clone());
+        Ok(Guarded::Held(ApplyGuard {
+            shared,
+            _database_lock: held.database,
+            refresher,
+            finished: false,
+        }))
+    }
+
+    /// A signal arrived since the lock was taken: start nothing new.
+    pub(crate) fn interrupted(&self) -> bool {
+        self.shared.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Records how an item's action ended, on the item and at once in the audit log.
+    pub(crate) fn settle(&self, item: &mut Item, outcome: Outcome, error: Option<String>) {
+        item.finish(outcome, error);
+        self.record(item);
+    }
+
+    /// Writes the audit line of an item that already has its outcome.
+    pub(crate) fn record(&self, item: &Item) {
+        if let Some(audit) = &self.shared.audit
+            && let Err(err) = audit.record(item)
+        {
+            self.shared.log.warn(&format!("{err:#}"));
+        }
+    }
+
+    /// Releases the lock and closes the audit trail with how the apply ended: its exit code, or
+    /// the error that stopped it.
+    pub(crate) async fn finish(
+        mut self,
+        redis: Option<&mut Redis>,
+        ended: &Result<ExitCode, String>,
+    ) {
+        self.finished = true;
+        if let Some(refresher) = self.refresher.take() {
+            refresher.abort();
+        }
+        if let (Some((_, token)), Some(redis)) = (&self.shared.redis_lock, redis)
+            && !self.shared.released.swap(true, Ordering::SeqCst)
+            && let Err(err) = redis.unlock(REDIS_LOCK_KEY, token).await
+        {
+            self.shared.log.warn(&format!(
+                "could not release the Redis apply lock (it expires within {}s): {err:#}",
+                REDIS_LOCK_TTL.as_secs()
+            ));
+        }
+        match ended {
+            Ok(ExitCode::Interrupted) => self.shared.record_end("interrupted", None),
+            Ok(ExitCode::Refused) => self.shared.record_end("refused", None),
+            Ok(_) => self.shared.record_end("finished", None),
+            Err(err) => self.shared.record_end("error", Some(err)),
+        }
+    }
+}
+
+impl Drop for ApplyGuard {
+    /// The way out of a panic (or of a path that forgot `finish`): release without the runtime.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(refresher) = self.refresher.take() {
+            refresher.abort();
+        }
+        self.shared.release_blocking();
+        let ended = if std::thread::panicking() {
+            "panic"
+        } else {
+            "error"
+        };
+        self.shared
+            .record_end(ended, Some("the apply stopped before it finished"));
+    }
+}
+
+/// Ctrl-C or SIGTERM: the first sets the flag (the action in progress finishes, nothing new
+/// starts); the second exits at once, releasing the lock and closing the audit trail first.
+fn listen_for_interrupts(shared: Arc<Shared>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        shared
+            .log
+            .warn("cannot listen for signals: Ctrl-C and SIGTERM stop the apply at once");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if !shared.interrupted.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "interrupted: finishing the action in progress, starting no new one (signal again to stop at once)"
+                );
+                continue;
+            }
+            eprintln!("interrupted again: stopping now");
+            shared.release_blocking();
+            shared.record_end("killed", Some("a second signal stopped the apply at once"));
+            std::process::exit(i32::from(ExitCode::Interrupted.code()));
+        }
+    });
+}
