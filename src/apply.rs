@@ -85,8 +85,6 @@ pub(crate) async fn apply(
             to_write.push(index);
         } else if item.action == Action::ReleaseSlot {
             to_release.push(index);
-        } else {
-            guard.settle(item, Outcome::Applied, None);
         }
     }
 
@@ -392,34 +390,42 @@ async fn recheck_orphans(plan: &mut Plan, sources: &Sources, guard: &ApplyGuard)
     }
 }
 
-/// Terminates every item that needs it, `concurrency` at a time, keyed by item index. None
-/// starts once the apply is interrupted; those already running finish.
+/// Terminates every item that needs it, `concurrency` at a time. An action that is only a
+/// terminate ends with it and is settled at once (its audit line written); the others' results
+/// come back keyed by item index. None starts once the apply is interrupted; those already
+/// running finish.
 async fn terminate_all(
-    plan: &Plan,
+    plan: &mut Plan,
     sources: &Sources,
     concurrency: usize,
     guard: &ApplyGuard,
 ) -> HashMap<usize, Result<Terminated, String>> {
-    let jobs: Vec<(usize, &str, &str)> = plan
+    let jobs: Vec<(usize, String, String)> = plan
         .items
         .iter()
         .enumerate()
         .filter(|(_, item)| item.action.terminates() && item.outcome.is_none())
-        .filter_map(|(index, item)| {
-            Some((index, item.agent.as_deref()?, item.execution_id.as_str()))
-        })
+        .filter_map(|(index, item)| Some((index, item.agent.clone()?, item.execution_id.clone())))
         .collect();
-    futures_util::stream::iter(jobs)
+    let mut results = futures_util::stream::iter(jobs)
         .map(|(index, agent, id)| async move {
             if guard.interrupted() {
                 return None;
             }
-            Some((index, sources.agents.terminate(agent, id).await))
+            Some((index, sources.agents.terminate(&agent, &id).await))
         })
         .buffer_unordered(concurrency)
-        .filter_map(std::future::ready)
-        .collect()
-        .await
+        .filter_map(std::future::ready);
+    let mut pending = HashMap::new();
+    while let Some((index, result)) = results.next().await {
+        let item = &mut plan.items[index];
+        if item.action.fails() {
+            pending.insert(index, result);
+        } else if terminated(item, Some(result), guard) {
+            guard.settle(item, Outcome::Applied, None);
+        }
+    }
+    pending
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 mod harness;
 mod operations;
 mod reliability;
+mod trust;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -883,6 +884,10 @@ fn redis_password_is_never_printed() {
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["settings"]["redis"], true);
+    assert!(
+        !out.stdout.contains("hunter2-pw") && !out.stderr.contains("hunter2-pw"),
+        "a successful run prints no password either"
+    );
     let bad = format!("redis://:wrong-pw-123@127.0.0.1:{}/0", redis.port);
     let out = run(&[
         "scan",

@@ -333,7 +333,7 @@ fn a_plan_from_another_database_or_too_old_is_refused() {
 
 // --- PostgreSQL --------------------------------------------------------------------------------
 
-fn on_postgres<T>(test: impl FnOnce() -> T) -> T {
+pub(crate) fn on_postgres<T>(test: impl FnOnce() -> T) -> T {
     let mut result = None;
     with_backend(Backend::Postgres, || result = Some(test()));
     result.expect("ran")

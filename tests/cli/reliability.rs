@@ -29,7 +29,7 @@ fn statuses(w: &World, prefix: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn spawn(args: &[&str]) -> std::process::Child {
+pub(crate) fn spawn(args: &[&str]) -> std::process::Child {
     command()
         .args(args)
         .stdout(Stdio::piped())
@@ -38,7 +38,7 @@ fn spawn(args: &[&str]) -> std::process::Child {
         .expect("spawn trinity-watchdog")
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -46,7 +46,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn finish(child: std::process::Child) -> Out {
+pub(crate) fn finish(child: std::process::Child) -> Out {
     let output = child.wait_with_output().expect("wait");
     Out {
         code: output.status.code().unwrap_or(-1),
@@ -476,7 +476,8 @@ fn every_bad_agent_answer_makes_the_agent_unreachable_and_its_rows_safe() {
             Answer::Raw("{\"executions\": [], \"pending_ids\": [null]}".into()),
             "pending_ids[0]: invalid type: null, expected a string",
         ),
-        ("huge", Answer::Raw(huge), "larger than"),
+        ("huge", Answer::Raw(huge.clone()), "larger than"),
+        ("huge-chunked", Answer::Chunked(huge), "larger than"),
         ("redirect", Answer::Redirect, "redirects are not followed"),
         ("slow", Answer::Hang, "no answer within 2s"),
     ];
@@ -547,7 +548,12 @@ fn names_and_ids_never_change_the_host_or_the_path() {
         out.items(),
         [item(weird_id, "timed_out", "terminate_and_fail", "applied")]
     );
-    for call in w.fleet.calls() {
+    let calls = w.fleet.calls();
+    assert!(
+        calls.len() >= 3,
+        "the agent was asked, re-asked and sent a terminate: {calls:?}"
+    );
+    for call in calls {
         assert_eq!(
             call.agent, weird_agent,
             "the fleet saw exactly the agent name as one path segment"
@@ -574,7 +580,13 @@ fn names_and_ids_never_change_the_host_or_the_path() {
         "--agent",
         "x@127.0.0.1",
     ]);
-    for agent in out.json()["agents"].as_array().unwrap() {
+    let agents = out.json()["agents"].as_array().unwrap().clone();
+    assert_eq!(
+        agents.len(),
+        2,
+        "both named agents were considered: {agents:?}"
+    );
+    for agent in &agents {
         assert!(
             agent["error"]
                 .as_str()
@@ -587,31 +599,51 @@ fn names_and_ids_never_change_the_host_or_the_path() {
 
 #[test]
 fn https_agent_urls_are_spoken_with_tls() {
-    // Pointing https at the plain-HTTP fleet proves a TLS handshake is attempted (rustls is in).
-    let w = World::without_redis();
-    w.db.add_execution("x-1", "alpha", "running", &ago(600));
-    w.fleet.set("alpha", FakeAgent::running(&[]));
-    let template = format!("https://{}/{{agent}}", w.fleet.addr);
-    let out = run(&[
+    // A real TLS agent with a certificate from the harness's own CA: trusted through
+    // SSL_CERT_FILE it answers over TLS; without that trust the handshake fails and the agent is
+    // unreachable, with the reason, and its row is left alone.
+    let ca = TestCa::new();
+    let db = TrinityDb::new();
+    let fleet = Fleet::start_tls(&ca);
+    db.add_execution("x-1", "alpha", "running", &ago(600));
+    fleet.set("alpha", FakeAgent::running(&["x-1"]));
+    let template = fleet.template();
+    assert!(template.starts_with("https://"), "{template}");
+    let args = [
         "scan",
         "-o",
         "json",
         "--no-redis",
         "--db",
-        w.db.path(),
+        db.path(),
         "--agent-url",
         &template,
-    ]);
-    let error = out.json()["agents"][0]["error"]
+    ];
+    let trusted = command()
+        .args(args)
+        .env("SSL_CERT_FILE", &ca.ca_pem)
+        .output()
+        .unwrap();
+    let out: Value = serde_json::from_slice(&trusted.stdout).unwrap();
+    assert_eq!(out["agents"][0]["reachable"], true, "{out}");
+    assert_eq!(out["items"][0]["verdict"], "healthy");
+    assert_eq!(fleet.calls().len(), 1, "the request went over TLS");
+
+    let untrusted = run(&args);
+    let error = untrusted.json()["agents"][0]["error"]
         .as_str()
         .unwrap()
         .to_lowercase();
     assert!(
-        error.contains("https://")
-            && (error.contains("tls") || error.contains("ssl") || error.contains("message")),
+        error.contains("https://") && error.contains("certificate"),
         "{error}"
     );
-    assert!(w.fleet.calls().is_empty(), "no plain-HTTP request was made");
+    assert_eq!(untrusted.item("x-1")["verdict"], "unreachable");
+    assert_eq!(
+        fleet.calls().len(),
+        1,
+        "no request without a trusted handshake"
+    );
 }
 
 // --- Redis -----------------------------------------------------------------------------------
@@ -672,9 +704,12 @@ fn redis_dying_mid_apply_keeps_the_writes_reports_releases_failed_and_converges(
 // --- Database --------------------------------------------------------------------------------
 
 #[test]
-fn a_database_locked_longer_than_the_busy_timeout_fails_per_row() {
+fn a_database_locked_longer_than_the_busy_timeout_fails_the_whole_batch() {
+    // Three rows: the lock is the batch's, so all three fail together and none is written.
     let w = World::without_redis();
-    w.db.add_execution("o-1", "alpha", "running", &ago(600));
+    for id in ["o-1", "o-2", "o-3"] {
+        w.db.add_execution(id, "alpha", "running", &ago(600));
+    }
     let path = w.db.path.clone();
     let holder: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
     let slot = holder.clone();
@@ -701,10 +736,18 @@ fn a_database_locked_longer_than_the_busy_timeout_fails_per_row() {
     );
     let out = w.apply_json("scan");
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert_eq!(out.item("o-1")["outcome"], "failed");
-    assert!(out.error("o-1").contains("locked"), "{}", out.stdout);
+    for id in ["o-1", "o-2", "o-3"] {
+        assert_eq!(out.item(id)["outcome"], "failed");
+        let error = out.error(id);
+        assert!(
+            error.contains("locked") && error.contains("batch of 3 rows was rolled back"),
+            "{error}"
+        );
+    }
     holder.lock().unwrap().take().unwrap().join().unwrap();
-    assert_eq!(w.db.row("o-1").status, "running");
+    for id in ["o-1", "o-2", "o-3"] {
+        assert_eq!(w.db.row(id).status, "running");
+    }
 }
 
 #[test]

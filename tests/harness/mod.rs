@@ -310,6 +310,8 @@ pub enum Answer {
     Hang,
     /// A 302 to another URL.
     Redirect,
+    /// This body with status 200, streamed in 64 KiB chunks without a Content-Length.
+    Chunked(String),
     /// Its lists for the first N requests, then 500.
     ListsThenFail(usize),
 }
@@ -325,7 +327,7 @@ pub enum OnTerminate {
 }
 
 /// Runs inside the fake agent at each request, before it answers, with the request's kind
-/// ("running" or "terminate") and the agent itself (`requests` counts its `running` requests): a
+/// ("running", "terminate" or "last-error") and the agent itself (`requests` counts its `running` requests): a
 /// test's way to change the world between plan and apply.
 #[derive(Clone)]
 pub struct Hook(pub Arc<HookFn>);
@@ -349,6 +351,8 @@ pub struct FakeAgent {
     pub latency: Duration,
     /// How long a terminate takes before it answers.
     pub terminate_delay: Duration,
+    /// How long `last-error` takes before it answers (on top of `latency`).
+    pub last_error_delay: Duration,
     /// `GET /api/executions/{id}/last-error` answers: id → (error_type, error_message); others 404.
     pub last_errors: HashMap<String, (String, String)>,
     pub requests: usize,
@@ -392,6 +396,7 @@ struct FleetState {
 /// Many fake agents behind one HTTP server: agent `a` lives at `http://127.0.0.1:PORT/a`.
 pub struct Fleet {
     pub addr: std::net::SocketAddr,
+    scheme: &'static str,
     state: Arc<Mutex<FleetState>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -399,12 +404,90 @@ pub struct Fleet {
 
 type Shared = Arc<Mutex<FleetState>>;
 
+/// A certificate authority made by the harness, and a server certificate it signed for
+/// 127.0.0.1 and localhost.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+    /// The CA certificate (PEM): what a client must trust.
+    pub ca_pem: PathBuf,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "trinity-watchdog test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("server params");
+        let cert = params.signed_by(&key, &ca).expect("server certificate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_pem = dir.path().join("ca.pem");
+        std::fs::write(&ca_pem, ca.pem()).expect("write CA");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server TLS config");
+        TestCa {
+            dir,
+            ca_pem,
+            server: Arc::new(server),
+        }
+    }
+}
+
+/// A TLS listener for axum: accepts TCP, then the handshake (a failed one is dropped).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 impl Fleet {
     pub fn start() -> Fleet {
+        Self::start_with(None)
+    }
+
+    /// The fleet over https, with a certificate from `ca`; its template is `https://…`.
+    pub fn start_tls(ca: &TestCa) -> Fleet {
+        Self::start_with(Some(ca.server.clone()))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Fleet {
         let state: Shared = Arc::default();
         let listener = StdListener::bind("127.0.0.1:0").expect("bind fleet");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new()
             .route("/{agent}/api/executions/running", get(running))
@@ -419,17 +502,31 @@ impl Fleet {
                 .expect("runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.await;
-                    })
-                    .await
-                    .expect("serve");
+                let shutdown = async move {
+                    let _ = rx.await;
+                };
+                match tls {
+                    None => axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                        .expect("serve"),
+                    Some(config) => {
+                        let listener = TlsListener {
+                            tcp: listener,
+                            acceptor: tokio_rustls::TlsAcceptor::from(config),
+                        };
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                            .expect("serve")
+                    }
+                }
             });
             runtime.shutdown_timeout(Duration::from_millis(100));
         });
         Fleet {
             addr,
+            scheme,
             state,
             shutdown: Some(tx),
             thread: Some(thread),
@@ -438,7 +535,7 @@ impl Fleet {
 
     /// The `--agent-url` template for this fleet.
     pub fn template(&self) -> String {
-        format!("http://{}/{{agent}}", self.addr)
+        format!("{}://{}/{{agent}}", self.scheme, self.addr)
     }
 
     pub fn set(&self, name: &str, agent: FakeAgent) {
@@ -543,6 +640,14 @@ async fn running(
             .unwrap_or(StatusCode::IM_A_TEAPOT)
             .into_response(),
         Answer::Raw(body) => Response::new(Body::from(body)),
+        Answer::Chunked(body) => {
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body
+                .into_bytes()
+                .chunks(64 * 1024)
+                .map(|chunk| Ok(chunk.to_vec()))
+                .collect();
+            Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
+        }
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
@@ -616,8 +721,16 @@ async fn last_error(
             execution: Some(id.clone()),
             token: token(&headers),
         });
+        if let Some(fake) = state.agents.get_mut(&agent)
+            && let Some(Hook(hook)) = fake.hook.clone()
+        {
+            hook("last-error", fake);
+        }
         match state.agents.get(&agent) {
-            Some(fake) => (fake.last_errors.get(&id).cloned(), fake.latency),
+            Some(fake) => (
+                fake.last_errors.get(&id).cloned(),
+                fake.latency + fake.last_error_delay,
+            ),
             None => (None, Duration::ZERO),
         }
     };
