@@ -525,4 +525,18 @@ mod tests {
             assert!(UrlTemplate::parse(template).is_err(), "{template}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_answer_parser_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse_answer(&bytes);
+        }
+
+        #[test]
+        fn the_answer_parser_never_panics_on_json_like_input(text in r#"\{("executions"|"pending_ids"|"recently_completed_ids"|"execution_id"|\[|\]|\{|\}|:|,|null|1|"x"|""|true)*\}"#) {
+            let _ = parse_answer(text.as_bytes());
+        }
+    }
 }

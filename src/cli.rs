@@ -9,7 +9,6 @@ use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::commands;
 use crate::exit_code::ExitCode;
 use crate::output::OutputFormat;
-use crate::settings::GivenOnCommandLine;
 
 /// Reconcile Trinity's execution records with what its agents and Redis really hold.
 ///
@@ -185,6 +184,14 @@ pub(crate) enum ColorChoice {
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("{err} (write e.g. 90s, 15m or 2h)"))
+}
+
+/// Which of the database options were given on the command line (not taken from the
+/// environment or a default).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct GivenOnCommandLine {
+    pub db: bool,
+    pub database_url: bool,
 }
 
 /// Which database options the command line itself gave (global options may stand before or

@@ -223,3 +223,107 @@ fn listen_for_interrupts(shared: Arc<Shared>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capacity::RedisConfig;
+    use crate::redact::Secret;
+    use crate::store::Database;
+
+    /// A redis-server of the test's own on a free port, killed on drop.
+    struct RedisServer(std::process::Child, u16);
+
+    impl RedisServer {
+        fn start() -> RedisServer {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server must be on PATH (.ci/run installs it)");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "redis-server did not start"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            RedisServer(child, port)
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_panic_under_the_guard_releases_the_lock_and_closes_the_trail() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("trinity.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE schedule_executions (id TEXT PRIMARY KEY, schedule_id TEXT, agent_name TEXT, \
+                 status TEXT, started_at TEXT, completed_at TEXT, duration_ms INTEGER, error TEXT)",
+            )
+            .unwrap();
+        let server = RedisServer::start();
+        let audit_path = dir.path().join("audit.jsonl");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = format!("redis://127.0.0.1:{}/0", server.1);
+        let held = |url: &str| -> bool {
+            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+            redis::cmd("EXISTS")
+                .arg(REDIS_LOCK_KEY)
+                .query(&mut conn)
+                .unwrap()
+        };
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                let mut store = Store::open(&Database::Sqlite(db.clone()), true)
+                    .await
+                    .unwrap();
+                let config = RedisConfig {
+                    url: Secret::new(url.clone()),
+                };
+                let mut redis = Redis::connect(&config).await.unwrap();
+                let audit = AuditLog::open(&audit_path).unwrap();
+                let Guarded::Held(_guard) =
+                    ApplyGuard::acquire(&mut store, Some(&mut redis), Some(audit), Log::default())
+                        .await
+                        .unwrap()
+                else {
+                    panic!("the lock is free");
+                };
+                assert!(held(&url), "the guard holds the Redis lock");
+                panic!("a bug in the middle of an apply");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(!held(&url), "the panic released the Redis lock");
+        let trail = std::fs::read_to_string(&audit_path).unwrap();
+        let last: serde_json::Value =
+            serde_json::from_str(trail.lines().last().expect("a line")).unwrap();
+        assert_eq!(last["event"], "apply_end");
+        assert_eq!(last["outcome"], "panic");
+    }
+}

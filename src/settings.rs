@@ -10,21 +10,13 @@ use color_eyre::eyre::{Result, bail};
 
 use crate::agents::{AgentConfig, UrlTemplate};
 use crate::capacity::RedisConfig;
-use crate::cli::{ColorChoice, GlobalArgs};
+use crate::cli::{ColorChoice, GivenOnCommandLine, GlobalArgs};
 use crate::log::Log;
 use crate::output::{OutputFormat, View};
 use crate::reconcile::{ApplyConfig, Config};
 use crate::redact::{Secret, redact_url};
 use crate::safety::Limits;
 use crate::store::{Database, PostgresConfig};
-
-/// Which of the database options were given on the command line (not taken from the
-/// environment or a default).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct GivenOnCommandLine {
-    pub db: bool,
-    pub database_url: bool,
-}
 
 #[derive(Debug)]
 pub(crate) struct Settings {

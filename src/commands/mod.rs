@@ -12,12 +12,12 @@ use std::time::Instant;
 
 use color_eyre::eyre::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, GivenOnCommandLine};
 use crate::exit_code::ExitCode;
 use crate::metrics;
 use crate::output;
 use crate::reconcile::{self, Report, Request};
-use crate::settings::{GivenOnCommandLine, Settings};
+use crate::settings::Settings;
 
 /// Runs the parsed command line and returns the exit code. The metrics file, when asked for, is
 /// written after every run whose command line parsed, a run that failed on its settings included.

@@ -91,6 +91,20 @@ fn metrics_file_reports_the_run_and_keeps_the_last_success_when_a_run_fails() {
         metric(&text, "trinity_watchdog_items").is_none(),
         "no plan, no item counts"
     );
+
+    // A run whose settings do not validate writes the file too.
+    std::fs::remove_file(&path).unwrap();
+    let out = w.run(&["kill", "--default-timeout", "0s", "--metrics-file", metrics]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let text = std::fs::read_to_string(&path).expect("written after a configuration error");
+    assert_eq!(
+        metric(
+            &text,
+            r#"trinity_watchdog_exit_code{command="kill",mode="dry_run"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
     let files: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
