@@ -119,7 +119,7 @@ pub(crate) async fn apply(
         }
         let before = guard.interrupted();
         let (batch_won, committed) = write_batch(plan, &batch, sources, guard).await;
-        if !before && guard.interrupted() {
+        if !before && !batch.is_empty() && guard.interrupted() {
             eprintln!(
                 "interrupted during a write batch of {} rows: it {}",
                 batch.len(),

@@ -26,6 +26,8 @@ struct Shared {
     redis_lock: Option<(Redis, String)>,
     /// Set once the Redis lock is released (or found gone), so it is released once.
     released: AtomicBool,
+    /// Set once the apply ended and its trail is closed: a signal then simply stops the process.
+    ended: AtomicBool,
     log: Log,
 }
 
@@ -93,6 +95,7 @@ impl ApplyGuard {
             audit,
             redis_lock,
             released: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             log,
         });
         let refresher = shared.redis_lock.clone().map(|(mut redis, token)| {
@@ -162,6 +165,7 @@ impl ApplyGuard {
                 REDIS_LOCK_TTL.as_secs()
             ));
         }
+        self.shared.ended.store(true, Ordering::SeqCst);
         match ended {
             Ok(ExitCode::Interrupted) => self.shared.record_end("interrupted", None),
             Ok(ExitCode::Refused) => self.shared.record_end("refused", None),
@@ -181,6 +185,7 @@ impl Drop for ApplyGuard {
             refresher.abort();
         }
         self.shared.release_blocking();
+        self.shared.ended.store(true, Ordering::SeqCst);
         let ended = if std::thread::panicking() {
             "panic"
         } else {
@@ -192,7 +197,8 @@ impl Drop for ApplyGuard {
 }
 
 /// Ctrl-C or SIGTERM: the first sets the flag (the action in progress finishes, nothing new
-/// starts); the second exits at once, releasing the lock and closing the audit trail first.
+/// starts); the second exits at once, releasing the lock and closing the audit trail first. Once
+/// the apply has ended (only the result is still being printed) a signal stops the process.
 fn listen_for_interrupts(shared: Arc<Shared>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
@@ -209,6 +215,9 @@ fn listen_for_interrupts(shared: Arc<Shared>) {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
+            }
+            if shared.ended.load(Ordering::SeqCst) {
+                std::process::exit(i32::from(ExitCode::Interrupted.code()));
             }
             if !shared.interrupted.swap(true, Ordering::SeqCst) {
                 eprintln!(

@@ -43,8 +43,9 @@ impl ProcessIdentity {
             && self.pid_namespace == other.pid_namespace
     }
 
-    /// Whether this process (on this host, boot and pid namespace) is gone: no such pid, or the
-    /// pid now belongs to a process that started at another time.
+    /// Whether this process (on this host, boot and pid namespace) is gone: no such pid, a pid
+    /// that now belongs to a process that started at another time, or one that has exited and
+    /// waits only to be reaped.
     pub(crate) fn is_gone(&self) -> bool {
         start_time(self.pid) != Some(self.started)
     }
@@ -63,12 +64,17 @@ fn pid_namespace() -> Option<String> {
     Some(inode).filter(|inode| !inode.is_empty())
 }
 
-/// Field 22 of `/proc/{pid}/stat`: when the process started, in clock ticks after boot.
+/// Field 22 of `/proc/{pid}/stat`: when the process started, in clock ticks after boot; `None`
+/// when there is no such process, or it has exited (a zombie, state `Z`, or dead, `X`).
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces: count after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -105,17 +105,7 @@ async fn run(config: &Config, request: &Request) -> Result<Run> {
     .await?;
     let database = sources.store.identity();
     let saved = match &request.from {
-        Some((path, max_age)) => {
-            let saved = SavedPlan::read(path)?;
-            if let Some(refusal) = saved.refusal(&database, *max_age, Utc::now()) {
-                eprintln!("error: refused: {refusal}");
-                return Ok(Run {
-                    code: ExitCode::Refused,
-                    report: None,
-                });
-            }
-            Some(saved)
-        }
+        Some((path, _)) => Some(SavedPlan::read(path)?),
         None => None,
     };
     let Some(apply_config) = &config.apply else {
@@ -149,25 +139,38 @@ async fn run(config: &Config, request: &Request) -> Result<Run> {
             });
         }
     };
-    let result = guarded(
-        &mut sources,
-        &guard,
-        config,
-        apply_config,
-        request,
-        saved.as_ref(),
-        &database,
-    )
-    .await;
-    let ended = result
+    // A saved plan from another database, or too old, is refused before anything changes.
+    let refusal = saved
         .as_ref()
-        .map(|report| exit_code(&report.plan, config.exit_code))
-        .map_err(|err| format!("{err:#}"));
+        .zip(request.from.as_ref())
+        .and_then(|(saved, (_, max_age))| saved.refusal(&database, *max_age, Utc::now()));
+    let result = match refusal {
+        Some(refusal) => {
+            eprintln!("error: refused: {refusal}");
+            Ok(None)
+        }
+        None => guarded(
+            &mut sources,
+            &guard,
+            config,
+            apply_config,
+            request,
+            saved.as_ref(),
+            &database,
+        )
+        .await
+        .map(Some),
+    };
+    let code = |report: &Option<Report>| match report {
+        Some(report) => exit_code(&report.plan, config.exit_code),
+        None => ExitCode::Refused,
+    };
+    let ended = result.as_ref().map(code).map_err(|err| format!("{err:#}"));
     guard.finish(sources.redis.as_mut(), &ended).await;
     let report = result?;
     Ok(Run {
-        code: exit_code(&report.plan, config.exit_code),
-        report: Some(report),
+        code: code(&report),
+        report,
     })
 }
 

@@ -715,16 +715,11 @@ fn a_database_locked_longer_than_the_busy_timeout_fails_the_whole_batch() {
     let slot = holder.clone();
     let hook = Hook(Arc::new(move |kind, agent: &mut FakeAgent| {
         if kind == "running" && agent.requests == 2 {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let path = path.clone();
-            *slot.lock().unwrap() = Some(std::thread::spawn(move || {
-                let conn = rusqlite::Connection::open(&path).unwrap();
-                conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-                tx.send(()).unwrap();
-                std::thread::sleep(Duration::from_secs(7));
-                conn.execute_batch("COMMIT").unwrap();
-            }));
-            rx.recv().unwrap();
+            *slot.lock().unwrap() = Some(hold_exclusive_lock(
+                &path,
+                Duration::from_secs(7),
+                Arc::default(),
+            ));
         }
     }));
     w.fleet.set(

@@ -451,17 +451,11 @@ fn a_signal_during_a_write_batch_is_heard_at_once_and_the_batch_commits_whole() 
     let (hook_released, hook_holder) = (released.clone(), holder.clone());
     let hook = Hook(Arc::new(move |kind, agent: &mut FakeAgent| {
         if kind == "running" && agent.requests == 2 {
-            let (tx, rx) = mpsc::channel();
-            let (path, released) = (path.clone(), hook_released.clone());
-            *hook_holder.lock().unwrap() = Some(std::thread::spawn(move || {
-                let conn = rusqlite::Connection::open(&path).unwrap();
-                conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-                tx.send(()).unwrap();
-                std::thread::sleep(Duration::from_secs(3));
-                released.store(true, Ordering::SeqCst);
-                conn.execute_batch("COMMIT").unwrap();
-            }));
-            rx.recv().unwrap();
+            *hook_holder.lock().unwrap() = Some(hold_exclusive_lock(
+                &path,
+                Duration::from_secs(3),
+                hook_released.clone(),
+            ));
         }
     }));
     w.fleet.set(

@@ -128,6 +128,28 @@ fn sqlite_conn(path: &Path) -> Connection {
     conn
 }
 
+/// Another writer holding an SQLite database's EXCLUSIVE lock for `hold` on a thread of its
+/// own: returns once the lock is taken; `released` is set just before it lets go.
+pub fn hold_exclusive_lock(
+    path: &Path,
+    hold: Duration,
+    released: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_owned();
+    let holder = std::thread::spawn(move || {
+        let conn = Connection::open(&path).expect("open db");
+        conn.execute_batch("BEGIN EXCLUSIVE")
+            .expect("exclusive lock");
+        tx.send(()).expect("locked");
+        std::thread::sleep(hold);
+        released.store(true, std::sync::atomic::Ordering::SeqCst);
+        conn.execute_batch("COMMIT").expect("commit");
+    });
+    rx.recv().expect("the holder took the lock");
+    holder
+}
+
 /// An SQL string literal.
 fn lit(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
