@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_trinity_watchdog_global_optspecs
-    string join \n db= database-url= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet metrics-file= v/verbose h/help V/version
+    string join \n db= database-url= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= recover-abandoned http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet metrics-file= v/verbose h/help V/version
 end
 
 function __fish_trinity_watchdog_needs_command
@@ -31,7 +31,7 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l concurrency -d 'How many agents are queried at once' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
@@ -44,10 +44,11 @@ always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l recover-abandoned -d 'Fail `abandoned` rows (their agent was deleted and does not answer) instead of only reporting them: guarded write, capacity release, activity close; no terminate'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l all -d 'Show healthy executions in the table too'
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l exit-code -d 'Exit with 4 when the plan has an action, an unreachable agent, or an item or capacity finding that needs a person'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s q -l quiet -d 'Print nothing on stderr but errors'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -67,7 +68,7 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l concurrency -d 'How many agents are queried at once' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
@@ -80,10 +81,11 @@ always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l recover-abandoned -d 'Fail `abandoned` rows (their agent was deleted and does not answer) instead of only reporting them: guarded write, capacity release, activity close; no terminate'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l all -d 'Show healthy executions in the table too'
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l exit-code -d 'Exit with 4 when the plan has an action, an unreachable agent, or an item or capacity finding that needs a person'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s q -l quiet -d 'Print nothing on stderr but errors'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -95,7 +97,7 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recove
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l concurrency -d 'How many agents are queried at once' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
@@ -108,10 +110,11 @@ always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l recover-abandoned -d 'Fail `abandoned` rows (their agent was deleted and does not answer) instead of only reporting them: guarded write, capacity release, activity close; no terminate'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l all -d 'Show healthy executions in the table too'
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l exit-code -d 'Exit with 4 when the plan has an action, an unreachable agent, or an item or capacity finding that needs a person'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s q -l quiet -d 'Print nothing on stderr but errors'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -123,7 +126,7 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l concurrency -d 'How many agents are queried at once' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
@@ -135,11 +138,13 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" 
 always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l no-terminate -d 'Close exactly the named running rows without contacting their agent (for an agent that is gone but still owned): guarded write, capacity release, activity close; no HTTP request'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l recover-abandoned -d 'Fail `abandoned` rows (their agent was deleted and does not answer) instead of only reporting them: guarded write, capacity release, activity close; no terminate'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l all -d 'Show healthy executions in the table too'
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l exit-code -d 'Exit with 4 when the plan has an action, an unreachable agent, or an item or capacity finding that needs a person'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s q -l quiet -d 'Print nothing on stderr but errors'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -151,7 +156,7 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand comple
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l http-timeout -d 'Time limit for each request to an agent' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l concurrency -d 'How many agents are queried at once' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
@@ -164,10 +169,11 @@ always\t''
 never\t''"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l metrics-file -d 'Write the run\'s figures here in the Prometheus text format (node_exporter textfile collector)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l no-redis -d 'Do not use Redis even if REDIS_URL is set'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l recover-abandoned -d 'Fail `abandoned` rows (their agent was deleted and does not answer) instead of only reporting them: guarded write, capacity release, activity close; no terminate'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l apply -d 'Carry out the plan\'s actions (without it nothing is changed)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l force -d 'Apply even past --max-actions or the systemic-failure brake'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l all -d 'Show healthy executions in the table too'
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l exit-code -d 'Exit with 4 when the plan has an action or an agent is unreachable'
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l exit-code -d 'Exit with 4 when the plan has an action, an unreachable agent, or an item or capacity finding that needs a person'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s q -l quiet -d 'Print nothing on stderr but errors'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s v -l verbose -d 'Say more on stderr (per-agent timings)'
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -3,7 +3,7 @@
 //! row), runs the real release binary against it as a separate process, and reports wall time, CPU
 //! time and peak RSS (median of several runs) next to the ideal bound ceil(A / concurrency) × L +
 //! the database time. Run with `cargo run --release --example bench -- --help`.
-#![allow(clippy::print_stdout)] // the benchmark reports on stdout
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the benchmark reports on stdout and stderr
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;

@@ -1,6 +1,7 @@
 //! Talking to agents over HTTP: building their URLs from the template, the auth header, asking
 //! each what it runs, and terminating a process. Every failure is a reason string, never a panic.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{Result, bail};
@@ -169,14 +170,25 @@ impl AgentClient {
     }
 
     /// Asks every agent what it runs, `concurrency` at a time; the reports come back sorted by name.
+    /// Once `stop` is set no new request starts: the agents not asked yet are unreachable, with
+    /// that reason.
     pub(crate) async fn running_all(
         &self,
         agents: &[String],
         progress: &indicatif::ProgressBar,
+        stop: &AtomicBool,
     ) -> Vec<AgentReport> {
         let mut reports: Vec<AgentReport> = futures_util::stream::iter(agents)
             .map(|agent| async move {
-                let report = self.running(agent).await;
+                let report = if stop.load(Ordering::SeqCst) {
+                    AgentReport {
+                        name: agent.clone(),
+                        latency_ms: None,
+                        answer: Err("not asked: the apply was interrupted".to_owned()),
+                    }
+                } else {
+                    self.running(agent).await
+                };
                 progress.inc(1);
                 report
             })

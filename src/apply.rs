@@ -120,7 +120,7 @@ pub(crate) async fn apply(
         let before = guard.interrupted();
         let (batch_won, committed) = write_batch(plan, &batch, sources, guard).await;
         if !before && !batch.is_empty() && guard.interrupted() {
-            eprintln!(
+            crate::log::say!(
                 "interrupted during a write batch of {} rows: it {}",
                 batch.len(),
                 if committed {
@@ -199,8 +199,9 @@ pub(crate) fn with_original(original: &str, reason: &str) -> String {
     message
 }
 
-/// Fetches the agents' own last error for every item about to be failed, concurrently; none
-/// starts once the apply is interrupted. Keyed by item index.
+/// Fetches the agents' own last error for every item about to be failed whose agent answers (an
+/// orphan's, or a terminated process's; never an abandoned row's or a `--no-terminate` close's),
+/// concurrently; none starts once the apply is interrupted. Keyed by item index.
 async fn last_errors(
     plan: &Plan,
     indices: &[usize],
@@ -212,7 +213,11 @@ async fn last_errors(
         .iter()
         .filter_map(|&index| {
             let item = &plan.items[index];
-            Some((index, item.agent.as_deref()?, item.execution_id.as_str()))
+            (item.verdict == Verdict::Orphaned || item.action.terminates()).then_some((
+                index,
+                item.agent.as_deref()?,
+                item.execution_id.as_str(),
+            ))
         })
         .collect();
     futures_util::stream::iter(jobs)
@@ -272,9 +277,10 @@ async fn write_batch(
             FailRow {
                 id: &item.execution_id,
                 error: item.fail_message.as_deref().unwrap_or_default(),
-                // An orphan's real end is unknown; otherwise now − started_at, if it fits.
+                // An orphan's (or abandoned row's) real end is unknown; otherwise now −
+                // started_at, if it fits.
                 duration_ms: match item.verdict {
-                    Verdict::Orphaned => None,
+                    Verdict::Orphaned | Verdict::Abandoned => None,
                     _ => item.started.and_then(|started| {
                         let ms = (now - started).num_milliseconds();
                         (0..=i64::from(i32::MAX)).contains(&ms).then_some(ms)
@@ -288,8 +294,11 @@ async fn write_batch(
     for (&index, result) in indices.iter().zip(results) {
         let item = &mut plan.items[index];
         match result {
-            Ok(true) => won.push(index),
-            Ok(false) => guard.settle(
+            Ok(Some(closed)) => {
+                item.activities_closed = Some(closed);
+                won.push(index);
+            }
+            Ok(None) => guard.settle(
                 item,
                 Outcome::RaceLost,
                 Some("row was no longer running; left as it is".to_owned()),
@@ -362,7 +371,11 @@ async fn recheck_orphans(plan: &mut Plan, sources: &Sources, guard: &ApplyGuard)
     let agents: Vec<String> = agents.into_iter().collect();
     let reports = sources
         .agents
-        .running_all(&agents, &indicatif::ProgressBar::hidden())
+        .running_all(
+            &agents,
+            &indicatif::ProgressBar::hidden(),
+            guard.interrupt_flag(),
+        )
         .await;
     let reports: HashMap<&str, &AgentReport> = reports
         .iter()

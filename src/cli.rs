@@ -73,6 +73,8 @@ pub(crate) struct GlobalArgs {
     #[arg(
         long,
         env = "TRINITY_AGENT_URL_TEMPLATE",
+        // It may carry userinfo: --help never shows the environment's value.
+        hide_env_values = true,
         default_value = "http://agent-{agent}:8000",
         global = true,
         help_heading = "Sources"
@@ -102,9 +104,15 @@ pub(crate) struct GlobalArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, global = true, help_heading = "Policy")]
     pub grace: Duration,
 
-    /// Timeout of a running row whose schedule and agent set none.
-    #[arg(long, default_value = "900s", value_parser = parse_duration, global = true, help_heading = "Policy")]
+    /// Timeout of a running row whose schedule and agent set none (Trinity's own default; 900s
+    /// for deployments of the seed era).
+    #[arg(long, default_value = "3600s", value_parser = parse_duration, global = true, help_heading = "Policy")]
     pub default_timeout: Duration,
+
+    /// Fail `abandoned` rows (their agent was deleted and does not answer) instead of only
+    /// reporting them: guarded write, capacity release, activity close; no terminate.
+    #[arg(long, global = true, help_heading = "Policy")]
+    pub recover_abandoned: bool,
 
     /// Time limit for each request to an agent.
     #[arg(long, default_value = "15s", value_parser = parse_duration, global = true, help_heading = "Policy")]
@@ -148,7 +156,8 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, help_heading = "Output")]
     pub all: bool,
 
-    /// Exit with 4 when the plan has an action or an agent is unreachable.
+    /// Exit with 4 when the plan has an action, an unreachable agent, or an item or capacity
+    /// finding that needs a person.
     #[arg(long, global = true, help_heading = "Output")]
     pub exit_code: bool,
 
@@ -182,8 +191,12 @@ pub(crate) enum ColorChoice {
     Never,
 }
 
+/// `90s`, `15m`, `2h` (humantime), or a plain number of seconds (`900`).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|err| format!("{err} (write e.g. 90s, 15m or 2h)"))
+    if let Ok(seconds) = text.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text).map_err(|err| format!("{err} (write e.g. 900, 90s, 15m or 2h)"))
 }
 
 /// Which of the database options were given on the command line (not taken from the

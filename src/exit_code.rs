@@ -13,7 +13,9 @@ pub enum ExitCode {
     Usage,
     /// An apply finished, but at least one action `failed`.
     ActionFailed,
-    /// `--exit-code` was given and the plan has at least one action, or an agent was unreachable.
+    /// `--exit-code` was given and the plan has at least one action, an unreachable agent, or an
+    /// item or finding that needs a person (`abandoned`, `lease_expired`, `overbooked`,
+    /// `stuck_drain`).
     NeedsAttention,
     /// A safety limit (blast-radius cap, systemic-failure brake) refused the apply before it
     /// changed anything.
@@ -64,7 +66,7 @@ impl ExitCode {
             ExitCode::Usage => "usage error: the command line did not parse",
             ExitCode::ActionFailed => "apply finished, but at least one action failed",
             ExitCode::NeedsAttention => {
-                "--exit-code, and the plan has an action or an agent is unreachable"
+                "--exit-code: an action, an unreachable agent, or something that needs a person"
             }
             ExitCode::Refused => {
                 "refused: a safety limit stopped the apply before it changed anything"

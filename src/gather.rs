@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::agents::{AgentClient, AgentConfig};
 use crate::capacity::{Redis, RedisConfig};
 use crate::log::Log;
-use crate::snapshot::{Snapshot, Status};
+use crate::snapshot::{OwnedAgents, Snapshot, Status};
 use crate::store::{Database, Store};
 
 /// The three sources, opened once and shared by gathering and applying.
@@ -67,6 +67,10 @@ pub(crate) struct Request<'a> {
     pub agent_filter: &'a BTreeSet<String>,
     /// Ids whose rows are read whatever their status.
     pub look_up: &'a BTreeSet<String>,
+    /// Ask the agents (false: `kill --no-terminate`, which contacts none).
+    pub ask_agents: bool,
+    /// Once set (an interrupted apply), no new agent request starts.
+    pub stop: &'a std::sync::atomic::AtomicBool,
     /// Show a progress bar while the agents are asked.
     pub progress: bool,
     pub log: Log,
@@ -80,13 +84,20 @@ pub(crate) async fn snapshot(
     let Request {
         agent_filter,
         look_up,
+        ask_agents,
+        stop,
         progress,
         log,
     } = *request;
     let mut warnings = Vec::new();
     let database = Instant::now();
     let mut rows = sources.store.running_rows(&mut warnings).await?;
-    let agents = agents_to_ask(&rows, sources.store.owned_agents().await?, agent_filter);
+    let owned = sources.store.owned_agents().await?;
+    let agents = if ask_agents {
+        agents_to_ask(&rows, owned.as_ref(), agent_filter)
+    } else {
+        Vec::new()
+    };
     let mut database_time = database.elapsed();
     let running_ids: Vec<String> = rows
         .iter()
@@ -111,7 +122,7 @@ pub(crate) async fn snapshot(
         async {
             let started = Instant::now();
             (
-                sources.agents.running_all(&agents, &progress).await,
+                sources.agents.running_all(&agents, &progress, stop).await,
                 started.elapsed(),
             )
         },
@@ -171,6 +182,7 @@ pub(crate) async fn snapshot(
             rows,
             agents: reports,
             capacity,
+            owned,
             warnings,
         },
         timings,
@@ -181,13 +193,13 @@ pub(crate) async fn snapshot(
 /// `--agent` are asked even when the database does not mention them.
 fn agents_to_ask(
     rows: &[crate::snapshot::Row],
-    owned: Vec<String>,
+    owned: Option<&OwnedAgents>,
     filter: &BTreeSet<String>,
 ) -> Vec<String> {
     if !filter.is_empty() {
         return filter.iter().cloned().collect();
     }
-    let mut agents: BTreeSet<String> = owned.into_iter().collect();
+    let mut agents: BTreeSet<String> = owned.into_iter().flat_map(|o| o.keys().cloned()).collect();
     agents.extend(
         rows.iter()
             .filter(|row| row.status == Status::Running)

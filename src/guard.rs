@@ -46,7 +46,7 @@ impl Shared {
             && !self.released.swap(true, Ordering::SeqCst)
             && let Err(err) = redis.unlock_blocking(REDIS_LOCK_KEY, token)
         {
-            eprintln!(
+            crate::log::say!(
                 "warning: could not release the Redis apply lock (it expires within {}s): {err:#}",
                 REDIS_LOCK_TTL.as_secs()
             );
@@ -108,7 +108,7 @@ impl ApplyGuard {
                             .await,
                         Ok(true)
                     ) {
-                        eprintln!(
+                        crate::log::say!(
                             "warning: the Redis apply lock could not be extended; another apply may start"
                         );
                         return;
@@ -128,6 +128,11 @@ impl ApplyGuard {
     /// A signal arrived since the lock was taken: start nothing new.
     pub(crate) fn interrupted(&self) -> bool {
         self.shared.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// The flag itself, for the adapters' loops that must stop starting requests.
+    pub(crate) fn interrupt_flag(&self) -> &AtomicBool {
+        &self.shared.interrupted
     }
 
     /// Records how an item's action ended, on the item and at once in the audit log.
@@ -220,12 +225,12 @@ fn listen_for_interrupts(shared: Arc<Shared>) {
                 std::process::exit(i32::from(ExitCode::Interrupted.code()));
             }
             if !shared.interrupted.swap(true, Ordering::SeqCst) {
-                eprintln!(
+                crate::log::say!(
                     "interrupted: finishing the action in progress, starting no new one (signal again to stop at once)"
                 );
                 continue;
             }
-            eprintln!("interrupted again: stopping now");
+            crate::log::say!("interrupted again: stopping now");
             shared.release_blocking();
             shared.record_end("killed", Some("a second signal stopped the apply at once"));
             std::process::exit(i32::from(ExitCode::Interrupted.code()));

@@ -8,7 +8,7 @@ use color_eyre::eyre::Result;
 use strum::VariantArray;
 
 use crate::exit_code::ExitCode;
-use crate::plan::{Outcome, Plan, Verdict};
+use crate::plan::{FindingKind, Outcome, Plan, Verdict};
 const LAST_SUCCESS: &str = "trinity_watchdog_last_success_timestamp_seconds";
 
 /// What a run reports; `plan` is `None` when the run failed before it had one.
@@ -81,6 +81,28 @@ fn render(run: &RunFigures<'_>, now: f64, last_success: Option<f64>) -> String {
             "gauge",
             "Actions of the last run, by outcome (all zero in a dry run).",
             &samples,
+        );
+        let findings = plan.by_finding();
+        let samples: Vec<_> = FindingKind::VARIANTS
+            .iter()
+            .map(|f| {
+                (
+                    format!("finding=\"{}\"", f.as_str()),
+                    *findings.get(f.as_str()).unwrap_or(&0) as f64,
+                )
+            })
+            .collect();
+        metric(
+            "trinity_watchdog_capacity_findings",
+            "gauge",
+            "Capacity findings of the last run (report-only), by kind.",
+            &samples,
+        );
+        metric(
+            "trinity_watchdog_activities_closed",
+            "gauge",
+            "Paired activities the last run's won writes closed.",
+            &[(String::new(), plan.activities_closed() as f64)],
         );
         metric(
             "trinity_watchdog_planned_actions",

@@ -84,6 +84,10 @@ struct Summary {
     unreachable_agents: usize,
     by_verdict: BTreeMap<&'static str, usize>,
     by_outcome: BTreeMap<&'static str, usize>,
+    /// Capacity findings of every agent, by kind.
+    by_finding: BTreeMap<&'static str, usize>,
+    /// Paired activities the apply's won writes closed.
+    activities_closed: u64,
 }
 
 impl<'a> Document<'a> {
@@ -108,6 +112,8 @@ impl<'a> Document<'a> {
                 unreachable_agents: plan.unreachable_agents(),
                 by_verdict: plan.by_verdict(),
                 by_outcome: plan.by_outcome(),
+                by_finding: plan.by_finding(),
+                activities_closed: plan.activities_closed(),
             },
             timings,
         }
@@ -196,6 +202,22 @@ fn table(plan: &Plan, view: &View) -> String {
             );
         }
     }
+    let findings: Vec<_> = plan.findings().collect();
+    if !findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "Capacity findings (report-only; the tool never changes them):"
+        );
+        for (agent, finding) in findings {
+            let _ = writeln!(
+                out,
+                "  {}: {}: {}",
+                agent.name,
+                finding.kind.as_str(),
+                finding.detail
+            );
+        }
+    }
     let _ = writeln!(out, "{}", summary_line(plan, view));
     out
 }
@@ -217,8 +239,18 @@ fn summary_line(plan: &Plan, view: &View) -> String {
         plan.agents.len(),
         plan.unreachable_agents()
     ));
+    let findings = plan.by_finding();
+    if !findings.is_empty() {
+        let counts: Vec<_> = findings
+            .iter()
+            .map(|(kind, count)| format!("{count} {kind}"))
+            .collect();
+        parts.push(format!("capacity findings: {}", counts.join(", ")));
+    }
     let actions = plan.action_count();
-    if view.apply && plan.refused.is_none() {
+    if view.apply && plan.refused.is_some() {
+        parts.push(format!("{actions} actions planned"));
+    } else if view.apply {
         let outcomes: Vec<_> = plan
             .by_outcome()
             .iter()
@@ -232,6 +264,10 @@ fn summary_line(plan: &Plan, view: &View) -> String {
                 outcomes.join(", ")
             }
         ));
+        let closed = plan.activities_closed();
+        if closed > 0 {
+            parts.push(format!("{closed} activities closed"));
+        }
     } else {
         parts.push(format!(
             "{actions} actions planned; dry run, nothing changed (add --apply to act)"
@@ -263,7 +299,7 @@ fn verdict_color(verdict: Verdict) -> Option<Color> {
     match verdict {
         Verdict::Healthy => Some(Color::Green),
         Verdict::Grace | Verdict::InFlight | Verdict::Untracked => Some(Color::Yellow),
-        Verdict::Unreachable => Some(Color::Magenta),
+        Verdict::Unreachable | Verdict::Abandoned | Verdict::LeaseExpired => Some(Color::Magenta),
         Verdict::Orphaned
         | Verdict::TimedOut
         | Verdict::LeakedSlot

@@ -18,6 +18,13 @@ const SLOT_TTL_MARGIN_SECONDS: f64 = 300.0;
 /// The reason written for executions terminated by `kill ID`.
 pub(crate) const OPERATOR_KILL_MESSAGE: &str =
     "Execution terminated by operator (trinity-watchdog kill)";
+/// The reason written for executions closed by `kill ID --no-terminate`.
+pub(crate) const OPERATOR_CLOSE_MESSAGE: &str =
+    "Execution closed by operator (trinity-watchdog kill --no-terminate)";
+/// An abandoned row is past its timeout by this much more before it is called abandoned.
+const ABANDONED_MARGIN_SECONDS: u64 = 300;
+/// A `drain-` sentinel older than this is stuck.
+const STUCK_DRAIN_SECONDS: f64 = 3600.0;
 
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -26,6 +33,10 @@ pub struct Policy {
     /// Empty: every agent.
     pub agent_filter: BTreeSet<String>,
     pub scope: Scope,
+    /// `--recover-abandoned`: abandoned rows get `fail` instead of no action.
+    pub recover_abandoned: bool,
+    /// `kill ID… --no-terminate`: close the named running rows without contacting their agent.
+    pub no_terminate: bool,
 }
 
 /// Which part of the plan a command looks at.
@@ -81,11 +92,21 @@ pub enum Verdict {
     Zombie,
     Untracked,
     Requested,
+    /// Row running, its agent deleted (no `agent_ownership` row) and unreachable, past its
+    /// timeout + 300 s: nothing will ever finish it.
+    Abandoned,
+    /// A lease that expired more than the grace ago: the lease reaper is not doing its job.
+    LeaseExpired,
 }
 
 impl Verdict {
     pub fn as_str(self) -> &'static str {
         self.into()
+    }
+
+    /// The item needs a person, whatever the plan does about it (exit 4 with `--exit-code`).
+    pub fn needs_a_person(self) -> bool {
+        matches!(self, Verdict::Abandoned | Verdict::LeaseExpired)
     }
 }
 
@@ -209,6 +230,9 @@ pub struct Item {
     pub timeout_source: Option<TimeoutSource>,
     pub outcome: Option<Outcome>,
     pub error: Option<String>,
+    /// How many of the execution's open `schedule_start` / `chat_start` activities the won write
+    /// closed; `None` when no write won.
+    pub activities_closed: Option<u64>,
     #[serde(skip)]
     pub started: Option<DateTime<Utc>>,
     /// What the guarded write stores in `error`, for actions that fail the row.
@@ -236,6 +260,7 @@ impl Item {
             timeout_source: None,
             outcome: None,
             error: None,
+            activities_closed: None,
             started: None,
             fail_message: None,
         }
@@ -261,7 +286,41 @@ impl Item {
     }
 }
 
-/// What an agent said, summarised for the output.
+/// A capacity finding: report-only, never changed by the tool. `VARIANTS` lists every kind.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum FindingKind {
+    /// More non-`drain-` slots than `max_parallel_tasks`.
+    Overbooked,
+    /// A `drain-` sentinel older than 1 h.
+    StuckDrain,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub detail: String,
+}
+
+/// What an agent said, summarised for the output, with its capacity findings.
 #[derive(Clone, Debug, Serialize)]
 pub struct AgentSummary {
     pub name: String,
@@ -271,6 +330,7 @@ pub struct AgentSummary {
     pub running: Option<usize>,
     pub recently_completed: Option<usize>,
     pub pending: Option<usize>,
+    pub findings: Vec<Finding>,
 }
 
 impl AgentSummary {
@@ -285,6 +345,7 @@ impl AgentSummary {
             running: answer.map(|a| a.running.len()),
             recently_completed: answer.and_then(|a| count(a.recently_completed.as_ref())),
             pending: answer.and_then(|a| count(a.pending.as_ref())),
+            findings: Vec::new(),
         }
     }
 }
@@ -324,6 +385,30 @@ impl Plan {
         self.agents.iter().filter(|agent| !agent.reachable).count()
     }
 
+    /// Capacity findings of every agent.
+    pub fn findings(&self) -> impl Iterator<Item = (&AgentSummary, &Finding)> {
+        self.agents
+            .iter()
+            .flat_map(|agent| agent.findings.iter().map(move |finding| (agent, finding)))
+    }
+
+    /// The plan asks for attention (`--exit-code` exits 4): an action, an unreachable agent, an
+    /// item that needs a person, or a capacity finding.
+    pub fn needs_attention(&self) -> bool {
+        self.action_count() > 0
+            || self.unreachable_agents() > 0
+            || self.items.iter().any(|item| item.verdict.needs_a_person())
+            || self.findings().next().is_some()
+    }
+
+    /// Activities closed by the apply's won writes.
+    pub fn activities_closed(&self) -> u64 {
+        self.items
+            .iter()
+            .filter_map(|item| item.activities_closed)
+            .sum()
+    }
+
     pub fn by_verdict(&self) -> BTreeMap<&'static str, usize> {
         let mut counts = BTreeMap::new();
         for item in &self.items {
@@ -336,6 +421,14 @@ impl Plan {
         let mut counts = BTreeMap::new();
         for outcome in self.items.iter().filter_map(|item| item.outcome) {
             *counts.entry(outcome.as_str()).or_default() += 1;
+        }
+        counts
+    }
+
+    pub fn by_finding(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for (_, finding) in self.findings() {
+            *counts.entry(finding.kind.as_str()).or_default() += 1;
         }
         counts
     }
@@ -361,8 +454,12 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
             }
             items.extend(planner.agent_processes());
             items.extend(planner.leaked_slots());
+            items.extend(planner.expired_leases());
             items.retain(|item| match scope {
-                Scope::Recover => matches!(item.verdict, Verdict::Orphaned | Verdict::LeakedSlot),
+                Scope::Recover => matches!(
+                    item.verdict,
+                    Verdict::Orphaned | Verdict::LeakedSlot | Verdict::Abandoned
+                ),
                 Scope::Kill => matches!(item.verdict, Verdict::TimedOut | Verdict::Zombie),
                 _ => true,
             });
@@ -372,9 +469,20 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
     items.sort_by(|a, b| {
         (&a.agent, &a.execution_id, a.verdict).cmp(&(&b.agent, &b.execution_id, b.verdict))
     });
+    let agents = snapshot
+        .agents
+        .iter()
+        .map(|report| {
+            let mut summary = AgentSummary::of(report);
+            if !matches!(policy.scope, Scope::KillIds(_)) && planner.in_scope(&report.name) {
+                summary.findings = planner.capacity_findings(&report.name);
+            }
+            summary
+        })
+        .collect();
     Plan {
         items,
-        agents: snapshot.agents.iter().map(AgentSummary::of).collect(),
+        agents,
         capacity_checked: snapshot.capacity.is_some(),
         census,
         refused: None,
@@ -463,9 +571,23 @@ impl<'a> Planner<'a> {
         {
             Some(Ok(answer)) => answer,
             Some(Err(reason)) => {
-                return item(Verdict::Unreachable, format!("agent unreachable: {reason}"));
+                return self.unreachable_row(
+                    row,
+                    item,
+                    timeout,
+                    age_ms,
+                    format!("agent unreachable: {reason}"),
+                );
             }
-            None => return item(Verdict::Unreachable, "agent was not queried".to_owned()),
+            None => {
+                return self.unreachable_row(
+                    row,
+                    item,
+                    timeout,
+                    age_ms,
+                    "agent was not queried".to_owned(),
+                );
+            }
         };
         if answer.runs(&row.id) {
             let timeout_ms =
@@ -525,6 +647,136 @@ impl<'a> Planner<'a> {
         let mut orphaned = item(Verdict::Orphaned, reason).with_action(Action::Fail);
         orphaned.fail_message = Some(orphan_message(&row.agent, answer));
         orphaned
+    }
+
+    /// A running row whose agent gave no answer: `unreachable` (unknown is never dead), unless the
+    /// agent was deleted from Trinity and the row is past its timeout + 300 s: `abandoned`.
+    fn unreachable_row(
+        &self,
+        row: &Row,
+        item: impl Fn(Verdict, String) -> Item,
+        timeout: Timeout,
+        age_ms: Option<i64>,
+        reason: String,
+    ) -> Item {
+        let deleted = self
+            .snapshot
+            .owned
+            .as_ref()
+            .is_some_and(|owned| !owned.contains_key(&row.agent));
+        let limit_ms = i64::try_from(
+            timeout
+                .seconds
+                .saturating_add(ABANDONED_MARGIN_SECONDS)
+                .saturating_mul(1000),
+        )
+        .unwrap_or(i64::MAX);
+        if !deleted || age_ms.is_none_or(|age_ms| age_ms <= limit_ms) {
+            return item(Verdict::Unreachable, reason);
+        }
+        let mut abandoned = item(
+            Verdict::Abandoned,
+            format!(
+                "{reason}; agent '{}' no longer exists in agent_ownership and the row is {} past its timeout: nothing will finish it{}",
+                row.agent,
+                human_duration((age_ms.unwrap_or_default() - limit_ms + 300_000) / 1000),
+                if self.policy.recover_abandoned {
+                    ""
+                } else {
+                    " (--recover-abandoned fails it)"
+                }
+            ),
+        );
+        if self.policy.recover_abandoned {
+            abandoned.action = Action::Fail;
+            abandoned.fail_message = Some(format!(
+                "Execution abandoned: agent '{}' no longer exists and does not answer — recovered by watchdog",
+                row.agent
+            ));
+        }
+        abandoned
+    }
+
+    /// Leased rows whose lease expired more than the grace ago: the reaper has not reclaimed them.
+    fn expired_leases(&self) -> Vec<Item> {
+        self.snapshot
+            .rows
+            .iter()
+            .filter(|row| row.status == Status::Running && self.in_scope(&row.agent))
+            .filter_map(|row| {
+                let expired_ms = age(self.now, row.lease_expires?).num_milliseconds();
+                if expired_ms <= self.grace_ms() {
+                    return None;
+                }
+                let runs = match self.agents.get(row.agent.as_str()).map(|r| &r.answer) {
+                    Some(Ok(answer)) if answer.runs(&row.id) => {
+                        "its agent still runs it: a re-delivery would run it twice"
+                    }
+                    Some(Ok(_)) => "its agent does not run it",
+                    Some(Err(_)) | None => "whether its agent still runs it is unknown (unreachable)",
+                };
+                Some(
+                    Item::new(
+                        &row.id,
+                        Some(&row.agent),
+                        Verdict::LeaseExpired,
+                        format!(
+                            "lease expired {} ago and the lease reaper has not reclaimed it; {runs}",
+                            human_duration(expired_ms / 1000)
+                        ),
+                    )
+                    .with_row(row, self.now),
+                )
+            })
+            .collect()
+    }
+
+    /// `overbooked` and `stuck_drain` for one agent (report-only).
+    fn capacity_findings(&self, agent: &str) -> Vec<Finding> {
+        let Some(capacity) = &self.snapshot.capacity else {
+            return Vec::new();
+        };
+        let slots: Vec<&Slot> = capacity
+            .slots
+            .iter()
+            .filter(|slot| slot.agent == agent)
+            .collect();
+        let mut findings = Vec::new();
+        let held = slots
+            .iter()
+            .filter(|slot| !slot.execution_id.starts_with("drain-"))
+            .count();
+        let limit = self
+            .snapshot
+            .owned
+            .as_ref()
+            .and_then(|owned| owned.get(agent).copied().flatten());
+        if let Some(limit) = limit
+            && i64::try_from(held).unwrap_or(i64::MAX) > limit
+        {
+            findings.push(Finding {
+                kind: FindingKind::Overbooked,
+                detail: format!("{held} slots held, max_parallel_tasks is {limit}"),
+            });
+        }
+        let now = self.now.timestamp_millis() as f64 / 1000.0;
+        for slot in slots
+            .iter()
+            .filter(|slot| slot.execution_id.starts_with("drain-"))
+        {
+            let held = now - slot.acquired_at;
+            if held > STUCK_DRAIN_SECONDS {
+                findings.push(Finding {
+                    kind: FindingKind::StuckDrain,
+                    detail: format!(
+                        "{} held for {}",
+                        slot.execution_id,
+                        human_duration(held as i64)
+                    ),
+                });
+            }
+        }
+        findings
     }
 
     /// Zombies and untracked processes: ids an agent runs that have no running row.
@@ -665,6 +917,32 @@ impl<'a> Planner<'a> {
             );
         };
         let mut item = Item::new(id, Some(agent), Verdict::Requested, String::new());
+        if self.policy.no_terminate {
+            return match row {
+                Some(row) if row.status == Status::Running && !row.leased => {
+                    let mut item = item.with_row(row, self.now).with_action(Action::Fail);
+                    item.reason =
+                        "named on the command line with --no-terminate; its row is running"
+                            .to_owned();
+                    item.fail_message = Some(OPERATOR_CLOSE_MESSAGE.to_owned());
+                    item
+                }
+                Some(row) => {
+                    let mut item = item.with_row(row, self.now);
+                    item.reason = format!(
+                        "named with --no-terminate, but its row is {}{}: nothing to close",
+                        row.status,
+                        if row.leased { " and leased" } else { "" }
+                    );
+                    item
+                }
+                None => {
+                    item.reason =
+                        "named with --no-terminate, but it has no row: nothing to close".to_owned();
+                    item
+                }
+            };
+        }
         match row {
             Some(row) if row.status == Status::Running && !row.leased => {
                 item = item

@@ -35,6 +35,8 @@ pub(crate) struct Config {
     pub default_timeout: Duration,
     /// `--agent`; empty: every agent.
     pub agent_filter: BTreeSet<String>,
+    /// `--recover-abandoned`: fail abandoned rows instead of only reporting them.
+    pub recover_abandoned: bool,
     /// `None`: a dry run.
     pub apply: Option<ApplyConfig>,
     /// `--exit-code`: exit 4 when the plan needs attention.
@@ -57,6 +59,8 @@ pub(crate) struct Request {
     pub save: Option<PathBuf>,
     /// `scan --from FILE`, and the oldest plan it takes.
     pub from: Option<(PathBuf, Duration)>,
+    /// `kill ID… --no-terminate`: close the rows without contacting any agent.
+    pub no_terminate: bool,
 }
 
 impl Request {
@@ -65,6 +69,7 @@ impl Request {
             scope,
             save: None,
             from: None,
+            no_terminate: false,
         }
     }
 }
@@ -109,8 +114,15 @@ async fn run(config: &Config, request: &Request) -> Result<Run> {
         None => None,
     };
     let Some(apply_config) = &config.apply else {
-        let report =
-            gather_and_plan(&mut sources, config, request, saved.as_ref(), &database).await?;
+        let report = gather_and_plan(
+            &mut sources,
+            config,
+            request,
+            saved.as_ref(),
+            &database,
+            None,
+        )
+        .await?;
         return Ok(Run {
             code: exit_code(&report.plan, config.exit_code),
             report: Some(report),
@@ -132,7 +144,7 @@ async fn run(config: &Config, request: &Request) -> Result<Run> {
     {
         Guarded::Held(guard) => guard,
         Guarded::Busy(holder) => {
-            eprintln!("error: {holder}; nothing was done");
+            crate::log::say!("error: {holder}; nothing was done");
             return Ok(Run {
                 code: ExitCode::Busy,
                 report: None,
@@ -146,7 +158,7 @@ async fn run(config: &Config, request: &Request) -> Result<Run> {
         .and_then(|(saved, (_, max_age))| saved.refusal(&database, *max_age, Utc::now()));
     let result = match refusal {
         Some(refusal) => {
-            eprintln!("error: refused: {refusal}");
+            crate::log::say!("error: refused: {refusal}");
             Ok(None)
         }
         None => guarded(
@@ -184,12 +196,13 @@ async fn guarded(
     saved: Option<&SavedPlan>,
     database: &str,
 ) -> Result<Report> {
-    let mut report = gather_and_plan(sources, config, request, saved, database).await?;
+    let mut report =
+        gather_and_plan(sources, config, request, saved, database, Some(guard)).await?;
     let plan = &mut report.plan;
     if guard.interrupted() {
         apply::skip_all(plan, guard);
     } else if let Err(reason) = safety::check(plan, apply_config.limits) {
-        eprintln!("error: refused: {reason}");
+        crate::log::say!("error: refused: {reason}");
         plan.refused = Some(reason);
     } else {
         let started = Instant::now();
@@ -201,14 +214,16 @@ async fn guarded(
 }
 
 /// Gathers a snapshot and plans it (a saved plan: exactly its actions, re-checked); writes the
-/// plan for review when asked.
+/// plan for review when asked. Under an apply's guard the agents' requests stop at an interrupt.
 async fn gather_and_plan(
     sources: &mut Sources,
     config: &Config,
     request: &Request,
     saved: Option<&SavedPlan>,
     database: &str,
+    guard: Option<&ApplyGuard>,
 ) -> Result<Report> {
+    let never = std::sync::atomic::AtomicBool::new(false);
     let mut look_up: BTreeSet<String> = saved.iter().flat_map(|s| s.ids()).cloned().collect();
     if let Scope::KillIds(ids) = &request.scope {
         look_up.extend(ids.iter().cloned());
@@ -218,6 +233,8 @@ async fn gather_and_plan(
         &gather::Request {
             agent_filter: &config.agent_filter,
             look_up: &look_up,
+            ask_agents: !request.no_terminate,
+            stop: guard.map_or(&never, ApplyGuard::interrupt_flag),
             progress: config.progress,
             log: config.log,
         },
@@ -232,6 +249,8 @@ async fn gather_and_plan(
         default_timeout: config.default_timeout,
         agent_filter: config.agent_filter.clone(),
         scope: request.scope.clone(),
+        recover_abandoned: config.recover_abandoned,
+        no_terminate: request.no_terminate,
     };
     let mut plan = plan::plan(&snapshot, &policy, now);
     if let Some(saved) = saved {
@@ -260,7 +279,7 @@ fn exit_code(plan: &Plan, attention: bool) -> ExitCode {
         .any(|item| item.outcome == Some(Outcome::Failed))
     {
         ExitCode::ActionFailed
-    } else if attention && (plan.action_count() > 0 || plan.unreachable_agents() > 0) {
+    } else if attention && plan.needs_attention() {
         ExitCode::NeedsAttention
     } else {
         ExitCode::Ok

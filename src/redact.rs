@@ -54,7 +54,7 @@ impl std::fmt::Display for Secret {
 /// that names a secret).
 fn is_credential_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["pass", "secret", "token", "auth", "cred", "key"]
+    ["pass", "secret", "token", "auth", "cred", "key", "user"]
         .iter()
         .any(|word| key.contains(word))
 }

@@ -278,6 +278,7 @@ mod tests {
                 schedule_timeout: None,
                 agent_timeout: None,
                 leased: false,
+                lease_expires: None,
             }],
             agents: vec![AgentReport {
                 name: "a".into(),
@@ -299,6 +300,7 @@ mod tests {
                 }],
                 ..Capacity::default()
             }),
+            owned: None,
             warnings: vec![],
         }
     }

@@ -70,6 +70,7 @@ impl Settings {
             grace: args.grace,
             default_timeout: args.default_timeout,
             agent_filter: args.agents.iter().cloned().collect(),
+            recover_abandoned: args.recover_abandoned,
             apply: args.apply.then(|| ApplyConfig {
                 limits: Limits {
                     max_actions: args.max_actions,

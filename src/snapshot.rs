@@ -1,7 +1,7 @@
 //! The plain-data picture of the world that gathering produces and the planner reads: database
 //! rows, every asked agent's answer, and the Redis capacity state. No I/O lives here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
@@ -14,9 +14,15 @@ pub struct Snapshot {
     pub agents: Vec<AgentReport>,
     /// `None` when Redis is not configured: capacity was not checked.
     pub capacity: Option<Capacity>,
+    /// The agents in `agent_ownership`, with their `max_parallel_tasks` when set; `None` when the
+    /// database has no such table (then no agent counts as deleted).
+    pub owned: Option<OwnedAgents>,
     /// Things gathering skipped or doubted (a garbage row, a missing optional table).
     pub warnings: Vec<String>,
 }
+
+/// The agents in `agent_ownership`, each with its `max_parallel_tasks` when set.
+pub type OwnedAgents = BTreeMap<String, Option<i64>>;
 
 /// An execution's `status`, as Trinity writes it; unknown values are kept as they are.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -105,6 +111,8 @@ pub struct Row {
     pub agent_timeout: Option<i64>,
     /// `lease_expires_at` is set: another reaper owns the row.
     pub leased: bool,
+    /// When the lease expires, if it is set and parses.
+    pub lease_expires: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use color_eyre::eyre::{Result, bail};
 
 use crate::redact::Secret;
-use crate::snapshot::{Row, Status};
+use crate::snapshot::{OwnedAgents, Row, Status};
 use crate::timestamp;
 
 /// Which database is Trinity's.
@@ -54,6 +54,22 @@ const REQUIRED_COLUMNS: [&str; 8] = [
 /// The guarded write, both dialects: `{completed}` is how the completion time is bound.
 const FAIL_SQL: &str = "UPDATE schedule_executions SET status = 'failed', completed_at = {completed}, \
      duration_ms = {duration}, error = {error} WHERE id = {id} AND status = 'running'";
+/// Closing the execution's paired activity, in the same transaction as a won guarded write
+/// (Trinity's #1804/#1863: whoever wins the terminal write closes it); a `tool_call` that
+/// shares the id is never touched.
+const CLOSE_ACTIVITIES_SQL: &str = "UPDATE agent_activities SET activity_state = 'failed', \
+     completed_at = {completed}, duration_ms = {duration}, error = {error} \
+     WHERE related_execution_id = {id} AND activity_state = 'started' \
+     AND activity_type IN ('schedule_start', 'chat_start')";
+/// Columns of `agent_activities` the close needs; without them (or the table) nothing is closed.
+const ACTIVITY_COLUMNS: [&str; 6] = [
+    "related_execution_id",
+    "activity_state",
+    "activity_type",
+    "completed_at",
+    "duration_ms",
+    "error",
+];
 
 pub(crate) enum Store {
     Sqlite(sqlite::Sqlite),
@@ -109,8 +125,9 @@ impl Store {
         }))
     }
 
-    /// Agents listed in `agent_ownership`, so that idle agents are asked too.
-    pub(crate) async fn owned_agents(&mut self) -> Result<Vec<String>> {
+    /// Agents listed in `agent_ownership` with their `max_parallel_tasks`, so that idle agents
+    /// are asked too and deleted ones are known; `None` when the table does not exist.
+    pub(crate) async fn owned_agents(&mut self) -> Result<Option<OwnedAgents>> {
         match self {
             Store::Sqlite(db) => db.owned_agents(),
             Store::Postgres(db) => db.owned_agents().await,
@@ -119,13 +136,15 @@ impl Store {
 
     /// Marks running rows failed, each guarded by `status = 'running'`, committed together with a
     /// savepoint per row: a row whose update fails is rolled back alone and never costs the
-    /// others. Per row: `Ok(true)` the write won, `Ok(false)` the guard did not match (someone
-    /// else got there first), `Err` why it failed — for every row when the transaction itself
-    /// fails, since then none of them was written. The flag says whether the batch committed.
+    /// others. A won write closes the execution's open paired activity in the same savepoint.
+    /// Per row: `Ok(Some(activities closed))` the write won, `Ok(None)` the guard did not match
+    /// (someone else got there first), `Err` why it failed — for every row when the transaction
+    /// itself fails, since then none of them was written. The flag says whether the batch
+    /// committed.
     pub(crate) async fn fail_running(
         &mut self,
         rows: &[FailRow<'_>],
-    ) -> (Vec<Result<bool, String>>, bool) {
+    ) -> (Vec<Result<Option<u64>, String>>, bool) {
         let completed_at = timestamp::format(chrono::Utc::now());
         let results = match self {
             Store::Sqlite(db) => db.fail_running(rows, &completed_at),
@@ -168,7 +187,8 @@ pub(crate) struct RawRow {
     pub status: Option<String>,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
-    pub leased: bool,
+    /// `lease_expires_at` as text; set means leased.
+    pub lease_expires_at: Option<String>,
     pub schedule_timeout: Option<i64>,
     pub agent_timeout: Option<i64>,
 }
@@ -187,7 +207,8 @@ impl RawRow {
         Ok(Row {
             started: timestamp::parse(&started_at),
             completed: self.completed_at.as_deref().and_then(timestamp::parse),
-            leased: self.leased,
+            leased: self.lease_expires_at.is_some(),
+            lease_expires: self.lease_expires_at.as_deref().and_then(timestamp::parse),
             schedule_timeout: self.schedule_timeout,
             agent_timeout: self.agent_timeout,
             status: Status::parse(self.status.as_deref().unwrap_or_default()),
@@ -214,23 +235,38 @@ fn collect_rows(
         .collect()
 }
 
-/// Which optional parts of Trinity's schema a database has, and the row query they allow.
+/// Which optional parts of Trinity's schema a database has, and the queries they allow.
 struct Schema {
     select: String,
-    has_ownership: bool,
+    /// `SELECT agent_name, max_parallel_tasks FROM agent_ownership`, when the table exists.
+    owned_select: Option<String>,
+    /// `agent_activities` has the columns the paired-activity close needs.
+    has_activities: bool,
+}
+
+/// The columns of the tables the tool reads, by table.
+struct Tables<'a> {
+    executions: &'a HashSet<String>,
+    schedules: &'a HashSet<String>,
+    ownership: &'a HashSet<String>,
+    activities: &'a HashSet<String>,
 }
 
 impl Schema {
-    /// Checks the columns of the three tables; `name` says which database, for messages.
+    /// Checks the columns of the tables; `name` says which database, for messages.
     /// `cast_text` / `cast_int` wrap a column for reading (PostgreSQL casts, SQLite reads as is).
     fn check(
         name: &str,
-        executions: &HashSet<String>,
-        schedules: &HashSet<String>,
-        ownership: &HashSet<String>,
+        tables: &Tables<'_>,
         cast_text: fn(&str) -> String,
         cast_int: fn(&str) -> String,
     ) -> Result<Schema> {
+        let Tables {
+            executions,
+            schedules,
+            ownership,
+            activities,
+        } = *tables;
         if executions.is_empty() {
             bail!("{name} is not a Trinity database: it has no table schedule_executions");
         }
@@ -256,9 +292,9 @@ impl Schema {
             cast_text("e.started_at"),
             cast_text("e.completed_at"),
             lease = if executions.contains("lease_expires_at") {
-                "(e.lease_expires_at IS NOT NULL)"
+                cast_text("e.lease_expires_at")
             } else {
-                "(1 = 0)"
+                cast_text("NULL")
             },
             schedule = if has_schedules {
                 cast_int("s.timeout_seconds")
@@ -277,9 +313,21 @@ impl Schema {
         if has_agent_timeout {
             select.push_str(" LEFT JOIN agent_ownership o ON o.agent_name = e.agent_name");
         }
+        let owned_select = has_ownership.then(|| {
+            format!(
+                "SELECT {}, {} FROM agent_ownership WHERE agent_name IS NOT NULL AND agent_name <> ''",
+                cast_text("agent_name"),
+                cast_int(if ownership.contains("max_parallel_tasks") {
+                    "max_parallel_tasks"
+                } else {
+                    "NULL"
+                })
+            )
+        });
         Ok(Schema {
             select,
-            has_ownership,
+            owned_select,
+            has_activities: ACTIVITY_COLUMNS.iter().all(|c| activities.contains(*c)),
         })
     }
 }

@@ -16,7 +16,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     match super::to_stdout(|out| out.write_all(script(args.shell).as_bytes())) {
         Ok(()) => ExitCode::Ok,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            crate::log::say!("error: {err:#}");
             ExitCode::Fatal
         }
     }

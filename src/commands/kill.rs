@@ -12,14 +12,22 @@ pub(crate) struct Args {
     /// Execution ids to terminate.
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
+
+    /// Close exactly the named running rows without contacting their agent (for an agent that is
+    /// gone but still owned): guarded write, capacity release, activity close; no HTTP request.
+    #[arg(long, requires = "ids")]
+    pub no_terminate: bool,
 }
 
 impl Args {
     pub(crate) fn request(&self) -> Request {
-        Request::new(if self.ids.is_empty() {
-            Scope::Kill
-        } else {
-            Scope::KillIds(self.ids.clone())
-        })
+        Request {
+            no_terminate: self.no_terminate,
+            ..Request::new(if self.ids.is_empty() {
+                Scope::Kill
+            } else {
+                Scope::KillIds(self.ids.clone())
+            })
+        }
     }
 }

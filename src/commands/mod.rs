@@ -33,7 +33,7 @@ pub(crate) fn run(cli: &Cli, given: GivenOnCommandLine) -> ExitCode {
     let (code, report) = match &settings {
         Ok(settings) => run_settled(settings, &request),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            crate::log::say!("error: {err:#}");
             (ExitCode::Fatal, None)
         }
     };
@@ -53,7 +53,7 @@ pub(crate) fn run(cli: &Cli, given: GivenOnCommandLine) -> ExitCode {
         if let Err(err) = metrics::write(path, &figures)
             && !cli.global.quiet
         {
-            eprintln!("warning: {err:#}");
+            crate::log::say!("warning: {err:#}");
         }
     }
     code
@@ -65,13 +65,13 @@ fn run_settled(settings: &Settings, request: &Request) -> (ExitCode, Option<Repo
             if let Some(report) = &run.report
                 && let Err(err) = to_stdout(|out| output::write(out, report, &settings.view))
             {
-                eprintln!("error: cannot write the result: {err:#}");
+                crate::log::say!("error: cannot write the result: {err:#}");
                 return (ExitCode::Fatal, run.report);
             }
             (run.code, run.report)
         }
         Err(err) => {
-            eprintln!("error: {err:#}");
+            crate::log::say!("error: {err:#}");
             (ExitCode::Fatal, None)
         }
     }

@@ -67,6 +67,7 @@ fn row() -> impl Strategy<Value = Row> {
                     schedule_timeout,
                     agent_timeout,
                     leased,
+                    lease_expires: leased.then(|| now() - chrono::Duration::seconds(age - 100)),
                 }
             },
         )
@@ -111,6 +112,7 @@ prop_compose! {
         answers in prop::collection::vec(answer(), 3),
         slots in prop::option::of(prop::collection::vec(slot(), 0..8)),
         in_flight in prop::collection::btree_set(id(), 0..3),
+        owned in prop::option::of(prop::collection::btree_map(prop::sample::select(AGENTS.to_vec()).prop_map(str::to_owned), prop::option::of(0i64..4), 0..3)),
     ) -> Snapshot {
         // One row per id, as the primary key guarantees.
         let mut seen = BTreeSet::new();
@@ -126,7 +128,7 @@ prop_compose! {
             }).collect(),
             in_flight,
         });
-        Snapshot { rows, agents, capacity, warnings: vec![] }
+        Snapshot { rows, agents, capacity, owned, warnings: vec![] }
     }
 }
 
@@ -202,7 +204,7 @@ proptest! {
                     prop_assert_eq!(item.verdict, Verdict::Requested);
                 }
                 Scope::Recover => {
-                    prop_assert!(matches!(item.verdict, Verdict::Orphaned | Verdict::LeakedSlot), "{item:?}");
+                    prop_assert!(matches!(item.verdict, Verdict::Orphaned | Verdict::LeakedSlot | Verdict::Abandoned), "{item:?}");
                     prop_assert!(!item.action.terminates(), "recover terminates: {item:?}");
                 }
                 Scope::Kill => prop_assert!(matches!(item.verdict, Verdict::TimedOut | Verdict::Zombie), "{item:?}"),

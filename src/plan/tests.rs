@@ -16,6 +16,8 @@ pub(super) fn policy(scope: Scope) -> Policy {
         default_timeout: Duration::from_secs(900),
         agent_filter: BTreeSet::new(),
         scope,
+        recover_abandoned: false,
+        no_terminate: false,
     }
 }
 
@@ -32,6 +34,7 @@ fn row(id: &str, agent: &str, status: &str, age: i64) -> Row {
         schedule_timeout: None,
         agent_timeout: None,
         leased: false,
+        lease_expires: None,
     }
 }
 
@@ -56,6 +59,7 @@ fn snapshot(rows: Vec<Row>, agents: Vec<AgentReport>) -> Snapshot {
         rows,
         agents,
         capacity: None,
+        owned: None,
         warnings: vec![],
     }
 }

@@ -9,7 +9,11 @@ use std::time::Duration;
 use color_eyre::eyre::{Result, bail, eyre};
 use tokio_postgres::{Client, NoTls};
 
-use super::{DatabaseLock, FAIL_SQL, FailRow, PostgresConfig, RawRow, Schema};
+use crate::snapshot::OwnedAgents;
+
+use super::{
+    CLOSE_ACTIVITIES_SQL, DatabaseLock, FAIL_SQL, FailRow, PostgresConfig, RawRow, Schema, Tables,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Every session, dry runs included, gives up on a statement after this long…
@@ -51,6 +55,8 @@ pub(crate) struct Postgres {
     schema: Schema,
     /// How `completed_at` is bound: a text parameter cast to the column's own type.
     completed_cast: String,
+    /// The same for `agent_activities.completed_at`.
+    activity_completed_cast: String,
 }
 
 impl Postgres {
@@ -75,10 +81,13 @@ impl Postgres {
             } else {
                 ""
             };
-            eyre!(
-                "cannot connect to PostgreSQL at {shown}: {}{hint}",
-                describe(&err)
-            )
+            // The server's message may name the user ("role … does not exist"): userinfo is
+            // never shown.
+            let mut reason = describe(&err);
+            if let Some(user) = config.get_user().filter(|user| !user.is_empty()) {
+                reason = reason.replace(user, crate::redact::REDACTED);
+            }
+            eyre!("cannot connect to PostgreSQL at {shown}: {reason}{hint}")
         })?;
         tokio::spawn(async move {
             // The connection ends with the client; a broken one shows up as the next query's error.
@@ -95,44 +104,46 @@ impl Postgres {
             .batch_execute(&session)
             .await
             .map_err(|err| eyre!("cannot set up the session on {shown}: {}", describe(&err)))?;
-        let mut tables = [HashSet::new(), HashSet::new(), HashSet::new()];
-        let mut completed_type = String::from("text");
+        const TABLES: [&str; 4] = [
+            "schedule_executions",
+            "agent_schedules",
+            "agent_ownership",
+            "agent_activities",
+        ];
+        let mut tables = [(); 4].map(|()| HashSet::new());
+        // The type of each table's completed_at: a text parameter is cast to it.
+        let mut completed_types = [(); 4].map(|()| String::from("text"));
         let rows = client
             .query(
                 "SELECT table_name::text, column_name::text, udt_name::text FROM information_schema.columns \
-                 WHERE table_schema = current_schema() \
-                   AND table_name IN ('schedule_executions', 'agent_schedules', 'agent_ownership')",
-                &[],
+                 WHERE table_schema = current_schema() AND table_name = ANY($1)",
+                &[&TABLES.as_slice()],
             )
             .await
             .map_err(|err| eyre!("cannot read the schema of {shown}: {}", describe(&err)))?;
         for row in rows {
             let (table, column, udt): (String, String, String) =
                 (row.get(0), row.get(1), row.get(2));
-            let index = match table.as_str() {
-                "schedule_executions" => 0,
-                "agent_schedules" => 1,
-                _ => 2,
+            let Some(index) = TABLES.iter().position(|name| *name == table) else {
+                continue;
             };
-            if index == 0 && column == "completed_at" {
-                completed_type = udt;
+            if column == "completed_at" {
+                if !udt.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    bail!("{table}.completed_at has an unexpected type {udt:?} in {shown}");
+                }
+                completed_types[index] = udt;
             }
             tables[index].insert(column);
         }
-        if !completed_type
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            bail!(
-                "schedule_executions.completed_at has an unexpected type {completed_type:?} in {shown}"
-            );
-        }
-        let [executions, schedules, ownership] = &tables;
+        let [executions, schedules, ownership, activities] = &tables;
         let schema = Schema::check(
             &shown,
-            executions,
-            schedules,
-            ownership,
+            &Tables {
+                executions,
+                schedules,
+                ownership,
+                activities,
+            },
             |c| format!("{c}::text"),
             |c| format!("{c}::bigint"),
         )?;
@@ -140,7 +151,8 @@ impl Postgres {
             client,
             shown,
             schema,
-            completed_cast: format!("$1::text::{completed_type}"),
+            completed_cast: format!("$1::text::{}", completed_types[0]),
+            activity_completed_cast: format!("$1::text::{}", completed_types[3]),
         })
     }
 
@@ -166,7 +178,7 @@ impl Postgres {
                 status: row.get(2),
                 started_at: row.get(3),
                 completed_at: row.get(4),
-                leased: row.get::<_, Option<bool>>(5).unwrap_or(false),
+                lease_expires_at: row.get(5),
                 schedule_timeout: row.get(6),
                 agent_timeout: row.get(7),
             })
@@ -190,16 +202,22 @@ impl Postgres {
         .await
     }
 
-    pub(crate) async fn owned_agents(&self) -> Result<Vec<String>> {
-        if !self.schema.has_ownership {
-            return Ok(Vec::new());
-        }
-        let rows = self
-            .client
-            .query("SELECT agent_name::text FROM agent_ownership WHERE agent_name IS NOT NULL AND agent_name <> ''", &[])
-            .await
-            .map_err(|err| eyre!("cannot read agent_ownership in {}: {}", self.shown, describe(&err)))?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+    pub(crate) async fn owned_agents(&self) -> Result<Option<OwnedAgents>> {
+        let Some(sql) = &self.schema.owned_select else {
+            return Ok(None);
+        };
+        let rows = self.client.query(sql.as_str(), &[]).await.map_err(|err| {
+            eyre!(
+                "cannot read agent_ownership in {}: {}",
+                self.shown,
+                describe(&err)
+            )
+        })?;
+        Ok(Some(
+            rows.iter()
+                .filter_map(|row| Some((row.get::<_, Option<String>>(0)?, row.get(1))))
+                .collect(),
+        ))
     }
 
     /// See `Store::fail_running`; `Err` is the failed transaction.
@@ -207,29 +225,47 @@ impl Postgres {
         &mut self,
         rows: &[FailRow<'_>],
         completed_at: &str,
-    ) -> Result<Vec<Result<bool, String>>, String> {
+    ) -> Result<Vec<Result<Option<u64>, String>>, String> {
         let shown = self.shown.clone();
         let failed = |err: tokio_postgres::Error| {
             format!("cannot mark it failed in {shown}: {}", describe(&err))
         };
-        let sql = FAIL_SQL
-            .replace("{completed}", &self.completed_cast)
-            .replace("{duration}", "$2::bigint")
-            .replace("{error}", "$3::text")
-            .replace("{id}", "$4::text");
+        let bind = |sql: &str, completed: &str| {
+            sql.replace("{completed}", completed)
+                .replace("{duration}", "$2::bigint")
+                .replace("{error}", "$3::text")
+                .replace("{id}", "$4::text")
+        };
         let mut tx = self.client.transaction().await.map_err(failed)?;
-        let statement = tx.prepare(&sql).await.map_err(failed)?;
+        let statement = tx
+            .prepare(&bind(FAIL_SQL, &self.completed_cast))
+            .await
+            .map_err(failed)?;
+        let close = match self.schema.has_activities {
+            true => Some(
+                tx.prepare(&bind(CLOSE_ACTIVITIES_SQL, &self.activity_completed_cast))
+                    .await
+                    .map_err(failed)?,
+            ),
+            false => None,
+        };
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
             let savepoint = tx.savepoint("trinity_watchdog_row").await.map_err(failed)?;
-            let result = match savepoint
-                .execute(
-                    &statement,
-                    &[&completed_at, &row.duration_ms, &row.error, &row.id],
-                )
-                .await
-            {
-                Ok(changed) => savepoint.commit().await.map(|()| changed == 1),
+            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&completed_at, &row.duration_ms, &row.error, &row.id];
+            let written = async {
+                if savepoint.execute(&statement, &values).await? != 1 {
+                    return Ok(None);
+                }
+                match &close {
+                    Some(close) => savepoint.execute(close, &values).await.map(Some),
+                    None => Ok(Some(0)),
+                }
+            }
+            .await;
+            let result = match written {
+                Ok(won) => savepoint.commit().await.map(|()| won),
                 Err(err) => {
                     let _ = savepoint.rollback().await;
                     Err(err)
@@ -334,7 +370,7 @@ mod tests {
             writable
                 .fail_running(&rows, "2026-11-28T12:00:00.000000Z")
                 .await,
-            Ok(vec![Ok(true)])
+            Ok(vec![Ok(Some(0))])
         );
         drop((dry, writable));
         drop_database(&name).await;

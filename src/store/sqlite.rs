@@ -10,7 +10,9 @@ use color_eyre::eyre::{Result, WrapErr, bail};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use super::{DatabaseLock, FAIL_SQL, FailRow, RawRow, Schema};
+use crate::snapshot::OwnedAgents;
+
+use super::{CLOSE_ACTIVITIES_SQL, DatabaseLock, FAIL_SQL, FailRow, RawRow, Schema, Tables};
 
 /// How long a write waits for another writer (Trinity's backend) to let go of the database.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,9 +57,12 @@ impl Sqlite {
         let same = |column: &str| column.to_owned();
         let schema = Schema::check(
             &path.display().to_string(),
-            &columns("schedule_executions")?,
-            &columns("agent_schedules")?,
-            &columns("agent_ownership")?,
+            &Tables {
+                executions: &columns("schedule_executions")?,
+                schedules: &columns("agent_schedules")?,
+                ownership: &columns("agent_ownership")?,
+                activities: &columns("agent_activities")?,
+            },
             same,
             same,
         )?;
@@ -90,7 +95,7 @@ impl Sqlite {
                 status: get(2).and_then(text),
                 started_at: get(3).and_then(text),
                 completed_at: get(4).and_then(text),
-                leased: get(5).and_then(integer).unwrap_or(0) != 0,
+                lease_expires_at: get(5).and_then(text),
                 schedule_timeout: get(6).and_then(integer),
                 agent_timeout: get(7).and_then(integer),
             });
@@ -114,15 +119,20 @@ impl Sqlite {
         Ok(rows)
     }
 
-    pub(crate) fn owned_agents(&self) -> Result<Vec<String>> {
-        if !self.schema.has_ownership {
-            return Ok(Vec::new());
+    pub(crate) fn owned_agents(&self) -> Result<Option<OwnedAgents>> {
+        let Some(sql) = &self.schema.owned_select else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        let mut owned = OwnedAgents::new();
+        while let Some(row) = rows.next()? {
+            let get = |index| row.get_ref(index).ok();
+            if let Some(name) = get(0).and_then(text) {
+                owned.insert(name, get(1).and_then(integer));
+            }
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT agent_name FROM agent_ownership WHERE agent_name IS NOT NULL AND agent_name != ''")?;
-        let names = stmt.query_map([], |row| row.get::<_, String>(0))?;
-        Ok(names.collect::<rusqlite::Result<_>>()?)
+        Ok(Some(owned))
     }
 
     /// See `Store::fail_running`; `Err` is the failed commit.
@@ -130,14 +140,17 @@ impl Sqlite {
         &mut self,
         rows: &[FailRow<'_>],
         completed_at: &str,
-    ) -> Result<Vec<Result<bool, String>>, String> {
+    ) -> Result<Vec<Result<Option<u64>, String>>, String> {
         let path = self.path.display().to_string();
         let failed = |err: rusqlite::Error| format!("cannot mark it failed in {path}: {err}");
-        let sql = FAIL_SQL
-            .replace("{completed}", "?1")
-            .replace("{duration}", "?2")
-            .replace("{error}", "?3")
-            .replace("{id}", "?4");
+        let bind = |sql: &str| {
+            sql.replace("{completed}", "?1")
+                .replace("{duration}", "?2")
+                .replace("{error}", "?3")
+                .replace("{id}", "?4")
+        };
+        let (sql, close) = (bind(FAIL_SQL), bind(CLOSE_ACTIVITIES_SQL));
+        let closes = self.schema.has_activities;
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -145,14 +158,17 @@ impl Sqlite {
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
             let result = tx.savepoint().and_then(|savepoint| {
-                let changed = savepoint.prepare_cached(&sql)?.execute(params![
-                    completed_at,
-                    row.duration_ms,
-                    row.error,
-                    row.id
-                ])?;
+                let values = params![completed_at, row.duration_ms, row.error, row.id];
+                let changed = savepoint.prepare_cached(&sql)?.execute(values)?;
+                let won = if changed != 1 {
+                    None
+                } else if closes {
+                    Some(savepoint.prepare_cached(&close)?.execute(values)? as u64)
+                } else {
+                    Some(0)
+                };
                 savepoint.commit()?;
-                Ok(changed == 1)
+                Ok(won)
             });
             results.push(result.map_err(failed));
         }
@@ -160,9 +176,11 @@ impl Sqlite {
         Ok(results)
     }
 
-    /// A flock on `<db>.watchdog-lock`, beside the database.
+    /// A flock on `<db>.watchdog-lock`, beside the database; the database's canonical path
+    /// names it, so a symlink to the database takes the same lock.
     pub(crate) fn try_lock(&mut self) -> Result<Result<DatabaseLock, String>> {
-        let path = lock_path(&self.path);
+        let path =
+            lock_path(&std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone()));
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -6,6 +6,7 @@ mod harness;
 mod operations;
 mod reliability;
 mod trust;
+mod whole;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -435,6 +436,9 @@ fn live_work_takes_no_action() {
 #[test]
 fn unreachable_agents_rows_are_untouched() {
     let w = World::new();
+    for agent in ["broken", "refusing", "garbled", "slow"] {
+        w.db.add_agent(agent, None);
+    }
     w.db.add_execution("a-1", "broken", "running", &ago(99_999));
     w.db.add_execution("b-1", "refusing", "running", &ago(99_999));
     w.db.add_execution("c-1", "garbled", "running", &ago(99_999));
@@ -493,6 +497,8 @@ fn unreachable_agents_rows_are_untouched() {
 #[test]
 fn connection_refused_is_unreachable_not_dead() {
     let w = World::new();
+    // An agent Trinity still owns: unknown is never dead, however old the row.
+    w.db.add_agent("alpha", None);
     w.db.add_execution("x-1", "alpha", "running", &ago(99_999));
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -733,7 +739,7 @@ fn json_document_has_the_stable_shape() {
     assert!(doc["generated_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(
         doc["settings"],
-        serde_json::json!({"grace_seconds": 60, "default_timeout_seconds": 900, "redis": false})
+        serde_json::json!({"grace_seconds": 60, "default_timeout_seconds": 3600, "redis": false})
     );
     let alpha = &doc["agents"][0];
     assert_eq!(
@@ -766,12 +772,14 @@ fn json_document_has_the_stable_shape() {
         "timeout_source",
         "outcome",
         "error",
+        "activities_closed",
     ] {
         assert!(item.get(key).is_some(), "item lacks {key}");
     }
+    assert_eq!(alpha["findings"], serde_json::json!([]));
     assert_eq!(
         doc["summary"],
-        serde_json::json!({"items": 1, "actions": 0, "unreachable_agents": 0, "by_verdict": {"healthy": 1}, "by_outcome": {}})
+        serde_json::json!({"items": 1, "actions": 0, "unreachable_agents": 0, "by_verdict": {"healthy": 1}, "by_outcome": {}, "by_finding": {}, "activities_closed": 0})
     );
     assert_eq!(
         (doc["refused"].clone(), doc["interrupted"].clone()),

@@ -482,6 +482,7 @@ fn every_bad_agent_answer_makes_the_agent_unreachable_and_its_rows_safe() {
         ("slow", Answer::Hang, "no answer within 2s"),
     ];
     for (agent, answer, _) in &cases {
+        w.db.add_agent(agent, None);
         w.db.add_execution(&format!("{agent}-1"), agent, "running", &ago(99_999));
         w.fleet.set(agent, FakeAgent::answering(answer.clone()));
     }

@@ -323,6 +323,25 @@ fn no_secret_reaches_output_plans_audit_or_metrics() {
         assert_eq!(out.code, 1);
     });
 
+    // --help shows the environment's values of none of the secret-bearing variables.
+    let help = command()
+        .arg("--help")
+        .env("TRINITY_AGENT_URL_TEMPLATE", &template)
+        .env("REDIS_URL", &redis_url)
+        .env("AGENT_AUTH_SECRET", &agent_secret)
+        .env("DATABASE_URL", format!("postgres://u:{pg_password}@db/x"))
+        .output()
+        .unwrap();
+    printed.push_str(&String::from_utf8_lossy(&help.stdout));
+    // The server's own message names the user: userinfo is redacted there too.
+    let out = run(&[
+        "scan",
+        "--no-redis",
+        "--database-url",
+        &format!("postgres://user-{MARK}:{pg_password}@127.0.0.1:5432/postgres"),
+    ]);
+    assert_eq!(out.code, 1);
+    printed.push_str(&out.stderr);
     for (what, text) in [
         ("stdout and stderr", printed.clone()),
         ("the PostgreSQL plan", pg_plan_text),
@@ -338,13 +357,12 @@ fn no_secret_reaches_output_plans_audit_or_metrics() {
 
 // --- Interrupts in every phase ------------------------------------------------------------------
 
-/// A hook that blocks the agent's `n`th request of `kind` for `pause`.
-fn pause_at(kind: &'static str, n: usize, pause: Duration) -> Hook {
-    Hook(Arc::new(move |at, agent: &mut FakeAgent| {
-        if at == kind && (kind != "running" || agent.requests == n) {
-            std::thread::sleep(pause);
-        }
-    }))
+/// An agent whose `n`th `running` request answers only after `pause`.
+fn stalling_at(n: usize, pause: Duration) -> FakeAgent {
+    FakeAgent {
+        stall: Some((n, pause)),
+        ..FakeAgent::running(&[])
+    }
 }
 
 /// After an interrupted apply: what it reports, and that a rerun converges.
@@ -362,8 +380,10 @@ fn assert_interrupted_then_converges(w: &World, out: &Out, expected: &[(&str, &s
     }
     let mut agent = w.fleet.agent("alpha");
     agent.hook = None;
+    agent.stall = None;
     agent.last_error_delay = Duration::ZERO;
     w.fleet.set("alpha", agent);
+    w.fleet.clear_calls();
     let rerun = w.apply_json("scan");
     assert_eq!(rerun.code, 0, "a rerun finishes the job: {}", rerun.stderr);
     w.assert_converged();
@@ -374,17 +394,24 @@ fn a_signal_while_gathering_starts_nothing() {
     let w = World::new();
     w.db.add_execution("o-1", "alpha", "running", &ago(600));
     add_slot(&mut w.redis(), "alpha", "o-1", unix_ago(600), Some(900));
-    w.fleet.set(
-        "alpha",
-        FakeAgent {
-            hook: Some(pause_at("running", 1, Duration::from_millis(1500))),
-            ..FakeAgent::running(&[])
-        },
-    );
-    let child = spawn_on(&w, &["scan", "--apply", "-o", "json"]);
+    w.fleet
+        .set("alpha", stalling_at(1, Duration::from_millis(1500)));
+    // Three more agents, asked one at a time after alpha: none is asked after the signal.
+    for agent in ["beta", "gamma", "zeta"] {
+        w.db.add_agent(agent, None);
+        w.fleet.set(agent, FakeAgent::running(&[]));
+    }
+    let child = spawn_on(&w, &["scan", "--apply", "-o", "json", "--concurrency", "1"]);
     wait_until("the scan's request", || !w.fleet.calls().is_empty());
     signal(&child, "TERM");
     let out = finish(child);
+    let asked: Vec<String> = w.fleet.calls().into_iter().map(|c| c.agent).collect();
+    assert_eq!(
+        asked,
+        ["alpha"],
+        "no agent request starts after the signal: {}",
+        out.stderr
+    );
     assert_eq!(w.db.row("o-1").status, "running");
     assert_eq!(slot_members(&mut w.redis(), "alpha"), ["o-1"]);
     assert_interrupted_then_converges(&w, &out, &[("o-1", "skipped")]);
@@ -394,13 +421,8 @@ fn a_signal_while_gathering_starts_nothing() {
 fn a_signal_during_the_recheck_starts_no_write() {
     let w = World::new();
     w.db.add_execution("o-1", "alpha", "running", &ago(600));
-    w.fleet.set(
-        "alpha",
-        FakeAgent {
-            hook: Some(pause_at("running", 2, Duration::from_millis(1500))),
-            ..FakeAgent::running(&[])
-        },
-    );
+    w.fleet
+        .set("alpha", stalling_at(2, Duration::from_millis(1500)));
     let child = spawn_on(&w, &["scan", "--apply", "-o", "json"]);
     wait_until("the re-check", || w.fleet.calls().len() >= 2);
     signal(&child, "INT");
@@ -637,7 +659,51 @@ fn a_second_signal_stops_at_once_and_still_releases_the_lock() {
     );
 }
 
+#[test]
+fn a_stderr_that_cannot_be_written_never_aborts_an_apply() {
+    // A cron pipe whose reader died, a full disk: warnings are lost, the apply is not.
+    let w = World::without_redis();
+    w.db.add_execution("o-1", "alpha", "running", &ago(600));
+    w.fleet.set("alpha", FakeAgent::running(&[]));
+    let args = world_args(&w);
+    let output = command()
+        .args(["scan", "--apply", "-o", "json"])
+        .args(&args)
+        .stderr(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(w.db.row("o-1").status, "failed");
+}
+
 // --- The apply lock ---------------------------------------------------------------------------
+
+#[test]
+fn a_symlink_to_the_database_takes_the_same_lock() {
+    let w = World::without_redis();
+    w.db.add_execution("o-1", "alpha", "running", &ago(600));
+    w.fleet.set("alpha", FakeAgent::running(&[]));
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{}.watchdog-lock", w.db.path()))
+        .unwrap();
+    held.try_lock().unwrap();
+    let link = w.db.dir.path().join("link.db");
+    std::os::unix::fs::symlink(&w.db.path, &link).unwrap();
+    let out = run(&[
+        "scan",
+        "--apply",
+        "--no-redis",
+        "--db",
+        link.to_str().unwrap(),
+        "--agent-url",
+        &w.fleet.template(),
+    ]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert_eq!(w.db.row("o-1").status, "running");
+}
 
 #[test]
 fn the_lock_is_released_when_a_later_step_fails() {

@@ -19,6 +19,8 @@ use chrono::Utc;
 use rusqlite::Connection;
 
 pub const SCHEMA: &str = include_str!("trinity_schema.sql");
+/// `agent_activities`, which newer Trinity versions add.
+pub const ACTIVITIES_SCHEMA: &str = include_str!("trinity_activities.sql");
 
 /// A time `seconds` ago in the backend's own format.
 pub fn ago(seconds: i64) -> String {
@@ -283,6 +285,81 @@ impl TrinityDb {
         ));
     }
 
+    /// Adds Trinity's `agent_activities` table (newer versions have it).
+    pub fn add_activities_table(&self) {
+        match &self.handle {
+            DbHandle::Sqlite(_) => self.execute(ACTIVITIES_SCHEMA),
+            // Trinity does not enforce foreign keys, and their targets are not in this schema.
+            DbHandle::Postgres(_) => {
+                let ddl: Vec<&str> = ACTIVITIES_SCHEMA
+                    .lines()
+                    .filter(|line| !line.trim_start().starts_with("FOREIGN KEY"))
+                    .collect();
+                self.execute(&ddl.join("\n").replace(
+                    "created_at TEXT DEFAULT CURRENT_TIMESTAMP,\n)",
+                    "created_at TEXT DEFAULT CURRENT_TIMESTAMP\n)",
+                ));
+            }
+        }
+    }
+
+    /// An activity of `activity_type` in `state`, paired with `execution`.
+    pub fn add_activity(&self, id: &str, execution: &str, activity_type: &str, state: &str) {
+        self.execute(&format!(
+            "INSERT INTO agent_activities (id, agent_name, activity_type, activity_state, started_at, triggered_by, related_execution_id) \
+             VALUES ({}, 'alpha', {}, {}, {}, 'schedule', {})",
+            lit(id),
+            lit(activity_type),
+            lit(state),
+            lit(&ago(600)),
+            lit(execution),
+        ));
+    }
+
+    /// `(activity_state, completed_at, duration_ms, error)` of an activity.
+    pub fn activity(&self, id: &str) -> RowState {
+        let sql = format!(
+            "SELECT activity_state, completed_at, duration_ms, error FROM agent_activities WHERE id = {}",
+            lit(id)
+        );
+        match &self.handle {
+            DbHandle::Sqlite(path) => sqlite_conn(path)
+                .query_row(&sql, [], |r| {
+                    Ok(RowState {
+                        status: r.get(0)?,
+                        completed_at: r.get(1)?,
+                        duration_ms: r.get(2)?,
+                        error: r.get(3)?,
+                    })
+                })
+                .expect("activity exists"),
+            DbHandle::Postgres(url) => {
+                let url = url.clone();
+                let sql = sql.replace("duration_ms,", "duration_ms::bigint,");
+                std::thread::spawn(move || {
+                    let mut client =
+                        postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                    let r = client
+                        .query_one(sql.as_str(), &[])
+                        .expect("activity exists");
+                    RowState {
+                        status: r.get(0),
+                        completed_at: r.get(1),
+                        duration_ms: r.get(2),
+                        error: r.get(3),
+                    }
+                })
+                .join()
+                .expect("postgres query")
+            }
+        }
+    }
+
+    /// Adds the pull-mode lease column of newer versions.
+    pub fn add_lease_column(&self) {
+        self.execute("ALTER TABLE schedule_executions ADD COLUMN lease_expires_at TEXT");
+    }
+
     pub fn set(&self, id: &str, assignments: &str) {
         self.execute(&format!(
             "UPDATE schedule_executions SET {assignments} WHERE id = {}",
@@ -375,6 +452,9 @@ pub struct FakeAgent {
     pub terminate_delay: Duration,
     /// How long `last-error` takes before it answers (on top of `latency`).
     pub last_error_delay: Duration,
+    /// `(n, pause)`: the agent's `n`th `running` request waits `pause` before it answers (outside
+    /// the fleet's lock, so the test sees the request at once).
+    pub stall: Option<(usize, Duration)>,
     /// `GET /api/executions/{id}/last-error` answers: id → (error_type, error_message); others 404.
     pub last_errors: HashMap<String, (String, String)>,
     pub requests: usize,
@@ -639,6 +719,11 @@ async fn running(
     };
     if !fake.latency.is_zero() {
         tokio::time::sleep(fake.latency).await;
+    }
+    if let Some((n, pause)) = fake.stall
+        && fake.requests == n
+    {
+        tokio::time::sleep(pause).await;
     }
     let lists = || {
         let mut body = serde_json::json!({
