@@ -54,6 +54,12 @@ fn main() -> std::process::ExitCode {
     db.add_agent("gamma", None);
     db.add_execution("gamma-1", "gamma", "running", &ago(3 * 3600));
     fleet.set("gamma", FakeAgent::answering(Answer::Status(500)));
+    // retired: an agent deleted from Trinity (no agent_ownership row) that no longer answers; its
+    // row is past its timeout + 300 s, so nothing will ever finish it.
+    db.add_execution("retired-1", "retired", "running", &ago(2 * 3600));
+    // The dashboard's activity for beta's orphan, which the apply closes with the row.
+    db.add_activities_table();
+    db.add_activity("activity-1", "beta-orphan", "schedule_start", "started");
 
     let redis_url = redis.as_ref().map(|server| {
         let mut conn = server.conn();
@@ -100,9 +106,18 @@ fn main() -> std::process::ExitCode {
 
     watchdog(&["scan", "--all"]);
     let applied = watchdog(&["scan", "--apply"]);
+    let activity = db.activity("activity-1");
+    println!(
+        "The dashboard's activity of beta-orphan, closed with its row: {} (completed_at {}, error {:?})\n",
+        activity.status,
+        activity.completed_at.as_deref().unwrap_or("-"),
+        activity.error.as_deref().unwrap_or("-")
+    );
     let after = watchdog(&["scan", "--exit-code"]);
     println!(
-        "The final scan exits 4 only because gamma is still unreachable; it plans no action. \
+        "The final scan plans no action. It exits 4 because some things need a person: gamma does \
+         not answer, retired-1 is abandoned (`recover --apply --recover-abandoned` would fail it), \
+         and alpha's drain-1 sentinel is stuck (a capacity finding the tool never changes). \
          Everything the demo created is removed on exit."
     );
     if applied == trinity_watchdog::ExitCode::Ok && after != trinity_watchdog::ExitCode::Fatal {
