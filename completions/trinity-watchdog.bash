@@ -53,7 +53,7 @@ _trinity__watchdog() {
 
     case "${cmd}" in
         trinity__watchdog)
-            opts="-o -q -v -h -V --db --database-url --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version scan recover kill completions help"
+            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version scan recover kill completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -69,6 +69,10 @@ _trinity__watchdog() {
                     ;;
                 --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events)
+                    COMPREPLY=($(compgen -W "auto on off" -- "${cur}"))
                     return 0
                     ;;
                 --agent-url)
@@ -135,7 +139,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__completions)
-            opts="-o -q -v -h -V --db --database-url --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version bash elvish fish powershell zsh"
+            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,6 +155,10 @@ _trinity__watchdog() {
                     ;;
                 --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events)
+                    COMPREPLY=($(compgen -W "auto on off" -- "${cur}"))
                     return 0
                     ;;
                 --agent-url)
@@ -301,7 +309,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__kill)
-            opts="-o -q -v -h -V --no-terminate --db --database-url --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --no-terminate --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -317,6 +325,10 @@ _trinity__watchdog() {
                     ;;
                 --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events)
+                    COMPREPLY=($(compgen -W "auto on off" -- "${cur}"))
                     return 0
                     ;;
                 --agent-url)
@@ -383,7 +395,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__recover)
-            opts="-o -q -v -h -V --db --database-url --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -399,6 +411,10 @@ _trinity__watchdog() {
                     ;;
                 --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events)
+                    COMPREPLY=($(compgen -W "auto on off" -- "${cur}"))
                     return 0
                     ;;
                 --agent-url)
@@ -465,7 +481,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__scan)
-            opts="-o -q -v -h -V --save --from --max-plan-age --db --database-url --redis-url --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --save --from --max-plan-age --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -493,6 +509,10 @@ _trinity__watchdog() {
                     ;;
                 --redis-url)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --events)
+                    COMPREPLY=($(compgen -W "auto on off" -- "${cur}"))
                     return 0
                     ;;
                 --agent-url)

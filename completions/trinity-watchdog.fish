@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_trinity_watchdog_global_optspecs
-    string join \n db= database-url= redis-url= no-redis agent-url= agent-secret= agent= grace= default-timeout= recover-abandoned http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet metrics-file= v/verbose h/help V/version
+    string join \n db= database-url= redis-url= events= no-redis agent-url= agent-secret= agent= grace= default-timeout= recover-abandoned http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet metrics-file= v/verbose h/help V/version
 end
 
 function __fish_trinity_watchdog_needs_command
@@ -27,6 +27,9 @@ end
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l db -d 'Trinity\'s SQLite database' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l events -d 'Publish a recovery event per won write to Trinity\'s event stream (trinity:events), so that open dashboards update at once: auto (when the stream exists), on, or off' -r -f -a "auto\t'Only when the stream `trinity:events` already exists (a Trinity with the event bus)'
+on\t'Always (the stream is created if need be)'
+off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent -d 'Only look at this agent (repeatable)' -r
@@ -64,6 +67,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l db -d 'Trinity\'s SQLite database' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l events -d 'Publish a recovery event per won write to Trinity\'s event stream (trinity:events), so that open dashboards update at once: auto (when the stream exists), on, or off' -r -f -a "auto\t'Only when the stream `trinity:events` already exists (a Trinity with the event bus)'
+on\t'Always (the stream is created if need be)'
+off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent -d 'Only look at this agent (repeatable)' -r
@@ -93,6 +99,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l db -d 'Trinity\'s SQLite database' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l events -d 'Publish a recovery event per won write to Trinity\'s event stream (trinity:events), so that open dashboards update at once: auto (when the stream exists), on, or off' -r -f -a "auto\t'Only when the stream `trinity:events` already exists (a Trinity with the event bus)'
+on\t'Always (the stream is created if need be)'
+off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent -d 'Only look at this agent (repeatable)' -r
@@ -122,6 +131,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recove
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l db -d 'Trinity\'s SQLite database' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l events -d 'Publish a recovery event per won write to Trinity\'s event stream (trinity:events), so that open dashboards update at once: auto (when the stream exists), on, or off' -r -f -a "auto\t'Only when the stream `trinity:events` already exists (a Trinity with the event bus)'
+on\t'Always (the stream is created if need be)'
+off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent -d 'Only look at this agent (repeatable)' -r
@@ -152,6 +164,9 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l db -d 'Trinity\'s SQLite database' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l database-url -d 'Trinity\'s PostgreSQL database, e.g. postgres://trinity@db/trinity; used instead of --db' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l redis-url -d 'Redis holding the capacity slots, e.g. redis://redis:6379. Unset means capacity is not checked' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l events -d 'Publish a recovery event per won write to Trinity\'s event stream (trinity:events), so that open dashboards update at once: auto (when the stream exists), on, or off' -r -f -a "auto\t'Only when the stream `trinity:events` already exists (a Trinity with the event bus)'
+on\t'Always (the stream is created if need be)'
+off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent -d 'Only look at this agent (repeatable)' -r

@@ -81,6 +81,18 @@ fn main() -> std::process::ExitCode {
         add_slot(&mut conn, "beta", "beta-orphan", unix_ago(900), Some(900));
         set_key(&mut conn, "agent:running:beta", r#"{"id": "beta-orphan"}"#);
         set_key(&mut conn, "execution:inflight:beta-dispatching", "worker-3");
+        // A Trinity with the event bus: its stream exists, so the apply announces its repairs.
+        let _: String = redis::cmd("XADD")
+            .arg(&[
+                "trinity:events",
+                "*",
+                "payload",
+                r#"{"type":"agent_started"}"#,
+                "scope",
+                "all",
+            ])
+            .query(&mut conn)
+            .expect("XADD");
         server.url()
     });
     if redis_url.is_none() {
@@ -113,6 +125,26 @@ fn main() -> std::process::ExitCode {
         activity.completed_at.as_deref().unwrap_or("-"),
         activity.error.as_deref().unwrap_or("-")
     );
+    if let Some(server) = &redis {
+        // What an open dashboard receives: the stream's watchdog_recovery entries.
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(&["trinity:events", "-", "+"])
+            .query(&mut server.conn())
+            .expect("XRANGE");
+        println!("A dashboard consuming trinity:events receives:");
+        for (_, fields) in entries {
+            let payload = fields
+                .iter()
+                .position(|field| field == "payload")
+                .and_then(|at| fields.get(at + 1))
+                .cloned()
+                .unwrap_or_default();
+            if payload.contains("watchdog_recovery") {
+                println!("  {payload}");
+            }
+        }
+        println!();
+    }
     let after = watchdog(&["scan", "--exit-code"]);
     println!(
         "The final scan plans no action. It exits 4 because some things need a person: gamma does \

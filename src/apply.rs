@@ -17,6 +17,7 @@ use std::time::Instant;
 use futures_util::StreamExt;
 
 use crate::agents::Terminated;
+use crate::capacity::{EventsMode, Release};
 use crate::gather::{Sources, millis};
 use crate::guard::ApplyGuard;
 use crate::log::Log;
@@ -30,14 +31,28 @@ pub(crate) const NOT_STARTED: &str = "not started: the apply was interrupted";
 /// lock only briefly, long enough to spare a commit per row.
 const WRITE_BATCH: usize = 200;
 
+/// How an apply goes about its work.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// Requests to agents in flight at once.
+    pub concurrency: usize,
+    /// `--events`: whether won writes are announced on Trinity's event stream.
+    pub events: EventsMode,
+    pub log: Log,
+}
+
 /// Carries out every action of the plan; each outcome lands on its item and in the audit log.
 pub(crate) async fn apply(
     plan: &mut Plan,
     sources: &mut Sources,
     guard: &ApplyGuard,
-    concurrency: usize,
-    log: Log,
+    options: Options,
 ) {
+    let Options {
+        concurrency,
+        events,
+        log,
+    } = options;
     // Actions a saved plan already skipped (their facts changed) are in the trail too.
     for item in plan.items.iter().filter(|item| item.outcome.is_some()) {
         guard.record(item);
@@ -152,7 +167,7 @@ pub(crate) async fn apply(
     to_release.extend(won);
     to_release.sort_unstable();
     let started = Instant::now();
-    release_all(plan, &to_release, sources, guard).await;
+    release_all(plan, &to_release, sources, guard, events, log).await;
     log.info(&format!(
         "apply: {} releases in {} ms",
         to_release.len(),
@@ -270,6 +285,7 @@ async fn write_batch(
         return (Vec::new(), true);
     }
     let now = chrono::Utc::now();
+    let completed_at = crate::timestamp::format(now);
     let rows: Vec<FailRow<'_>> = indices
         .iter()
         .map(|&index| {
@@ -289,13 +305,14 @@ async fn write_batch(
             }
         })
         .collect();
-    let (results, committed) = sources.store.fail_running(&rows).await;
+    let (results, committed) = sources.store.fail_running(&rows, &completed_at).await;
     let mut won = Vec::new();
     for (&index, result) in indices.iter().zip(results) {
         let item = &mut plan.items[index];
         match result {
             Ok(Some(closed)) => {
                 item.activities_closed = Some(closed);
+                item.completed_at = Some(completed_at.clone());
                 won.push(index);
             }
             Ok(None) => guard.settle(
@@ -309,33 +326,79 @@ async fn write_batch(
     (won, committed)
 }
 
-/// Releases the capacity of the given items in one Redis pipeline and settles their outcomes.
+/// Releases the capacity of the given items in one Redis pipeline, publishing the recovery event
+/// of each won write in the same round trip (never before the write: the writes are done), and
+/// settles their outcomes. A failed publish is a warning, never a failed action.
 async fn release_all(
     plan: &mut Plan,
     indices: &[usize],
     sources: &mut Sources,
     guard: &ApplyGuard,
+    events: EventsMode,
+    log: Log,
 ) {
     let Some(redis) = &mut sources.redis else {
+        plan.events = Some("no_redis".to_owned());
         for &index in indices {
             guard.settle(&mut plan.items[index], Outcome::Applied, None);
         }
         return;
     };
-    let targets: Vec<(&str, &str)> = indices
+    let payloads: Vec<Option<String>> = indices
         .iter()
         .map(|&index| {
             let item = &plan.items[index];
-            (
-                item.agent.as_deref().unwrap_or_default(),
-                item.execution_id.as_str(),
-            )
+            let action = item.verdict.recovery_event()?;
+            (events != EventsMode::Off && item.completed_at.is_some()).then(|| {
+                serde_json::json!({
+                    "type": "watchdog_recovery",
+                    "agent_name": item.agent,
+                    "execution_id": item.execution_id,
+                    "action": action,
+                    "reason": item.fail_message,
+                    "timestamp": item.completed_at,
+                })
+                .to_string()
+            })
         })
         .collect();
-    let results = redis.release_many(&targets).await;
-    for (&index, result) in indices.iter().zip(results) {
+    plan.events = Some(
+        if events == EventsMode::Off {
+            "off"
+        } else if payloads.iter().all(Option::is_none) {
+            "none"
+        } else {
+            "published"
+        }
+        .to_owned(),
+    );
+    let targets: Vec<Release<'_>> = indices
+        .iter()
+        .zip(&payloads)
+        .map(|(&index, payload)| {
+            let item = &plan.items[index];
+            Release {
+                agent: item.agent.as_deref().unwrap_or_default(),
+                id: item.execution_id.as_str(),
+                event: payload.as_deref(),
+            }
+        })
+        .collect();
+    let results = redis.release_many(&targets, events).await;
+    let mut failed_events = Vec::new();
+    for (&index, released) in indices.iter().zip(results) {
         let item = &mut plan.items[index];
-        let (outcome, error) = match result {
+        match &released.event {
+            Some(Ok(true)) => item.event_published = Some(true),
+            // --events auto, and the stream does not exist: a deployment without the event bus.
+            Some(Ok(false)) => plan.events = Some("no_stream".to_owned()),
+            Some(Err(err)) => {
+                item.event_published = Some(false);
+                failed_events.push(format!("{}: {err}", item.execution_id));
+            }
+            None => {}
+        }
+        let (outcome, error) = match released.slot {
             Ok(false) if item.action == Action::ReleaseSlot => (
                 Outcome::RaceLost,
                 Some("slot was already released".to_owned()),
@@ -350,6 +413,13 @@ async fn release_all(
             Err(err) => (Outcome::Failed, Some(err)),
         };
         guard.settle(item, outcome, error);
+    }
+    if let Some(first) = failed_events.first() {
+        log.warn(&format!(
+            "{} recovery events could not be published to {} (the rows and slots are right; dashboards update on reload): {first}",
+            failed_events.len(),
+            crate::capacity::EVENTS_KEY
+        ));
     }
 }
 

@@ -19,6 +19,8 @@ static UNLOCK_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("unlock.lua")));
 static REFRESH_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("refresh.lua")));
+static PUBLISH_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("publish.lua")));
 static TAKEOVER_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("takeover.lua")));
 /// How long the last-resort release (a panic, a second signal) may take.
@@ -38,6 +40,36 @@ pub(crate) fn queue_lock_key(agent: &str) -> String {
 
 pub(crate) fn in_flight_key(id: &str) -> String {
     format!("execution:inflight:{id}")
+}
+
+/// `--events`: whether recovery events are published to Trinity's event stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum EventsMode {
+    /// Only when the stream `trinity:events` already exists (a Trinity with the event bus).
+    Auto,
+    /// Always (the stream is created if need be).
+    On,
+    /// Never.
+    Off,
+}
+
+/// Trinity's event stream: every backend fans its entries out to the dashboards' WebSockets.
+pub(crate) const EVENTS_KEY: &str = "trinity:events";
+/// Producers trim the stream to about this many entries.
+const EVENTS_MAXLEN: u32 = 10_000;
+
+/// One execution's capacity to release, and the event to publish with it (its JSON payload).
+pub(crate) struct Release<'a> {
+    pub agent: &'a str,
+    pub id: &'a str,
+    pub event: Option<&'a str>,
+}
+
+/// How one release went: whether a slot member was removed, and whether its event was published
+/// (`Ok(false)`: `--events auto` found no stream).
+pub(crate) struct Released {
+    pub slot: Result<bool, String>,
+    pub event: Option<Result<bool, String>>,
 }
 
 /// Where the capacity slots live.
@@ -193,48 +225,94 @@ impl Redis {
         Ok(Capacity { slots, in_flight })
     }
 
-    /// Releases many executions' capacity in one pipeline of `release.lua` calls: removes each slot
-    /// member and its metadata, and the queue lock if that execution holds it. One result per
-    /// target, in order — whether a slot member was removed; a failure of the whole pipeline is
-    /// every target's error.
+    /// Releases many executions' capacity in one pipeline of `release.lua` calls — each removes
+    /// the slot member and its metadata, and the queue lock if that execution holds it — with
+    /// each target's event, if it has one, published right after its release in the same round
+    /// trip by `publish.lua` (`XADD trinity:events MAXLEN ~ 10000 * payload … scope all
+    /// agent_name …`; with `EventsMode::Auto` only to a stream that exists). One result per
+    /// target, in order; a failure of the whole pipeline is every target's error.
     pub(crate) async fn release_many(
         &mut self,
-        targets: &[(&str, &str)],
-    ) -> Vec<Result<bool, String>> {
+        targets: &[Release<'_>],
+        events: EventsMode,
+    ) -> Vec<Released> {
+        let all_failed = |message: String| {
+            targets
+                .iter()
+                .map(|target| Released {
+                    slot: Err(message.clone()),
+                    event: target.event.map(|_| Err(message.clone())),
+                })
+                .collect()
+        };
         if targets.is_empty() {
             return Vec::new();
         }
-        if let Err(err) = RELEASE_SCRIPT.load_async(&mut self.conn).await {
-            let message = format!("{:#}", self.error(err));
-            return targets.iter().map(|_| Err(message.clone())).collect();
-        }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for (agent, id) in targets {
-            let mut invocation = RELEASE_SCRIPT.prepare_invoke();
-            invocation
-                .key(slots_key(agent))
-                .key(slot_key(agent, id))
-                .key(queue_lock_key(agent))
-                .arg(*id);
-            pipe.invoke_script(&invocation);
-        }
-        let replies: Result<Vec<redis::RedisResult<(i64, i64)>>, _> =
-            pipe.query_async(&mut self.conn).await;
-        match replies {
-            Ok(replies) => replies
-                .into_iter()
-                .map(|reply| {
-                    reply
-                        .map(|(slot, _queue_lock): (i64, i64)| slot == 1)
-                        .map_err(|err| format!("{:#}", self.error(err)))
-                })
-                .collect(),
-            Err(err) => {
-                let message = format!("{:#}", self.error(err));
-                targets.iter().map(|_| Err(message.clone())).collect()
+        for script in [&*RELEASE_SCRIPT, &*PUBLISH_SCRIPT] {
+            if let Err(err) = script.load_async(&mut self.conn).await {
+                return all_failed(format!("{:#}", self.error(err)));
             }
         }
+        let mode = if events == EventsMode::On {
+            "on"
+        } else {
+            "auto"
+        };
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for target in targets {
+            let mut invocation = RELEASE_SCRIPT.prepare_invoke();
+            invocation
+                .key(slots_key(target.agent))
+                .key(slot_key(target.agent, target.id))
+                .key(queue_lock_key(target.agent))
+                .arg(target.id);
+            pipe.invoke_script(&invocation);
+            if let Some(payload) = target.event {
+                let mut publish = PUBLISH_SCRIPT.prepare_invoke();
+                publish
+                    .key(EVENTS_KEY)
+                    .arg(mode)
+                    .arg(payload)
+                    .arg(target.agent)
+                    .arg(EVENTS_MAXLEN);
+                pipe.invoke_script(&publish);
+            }
+        }
+        let replies: Vec<redis::RedisResult<redis::Value>> =
+            match pipe.query_async(&mut self.conn).await {
+                Ok(replies) => replies,
+                Err(err) => return all_failed(format!("{:#}", self.error(err))),
+            };
+        let mut replies = replies.into_iter();
+        let mut next = || {
+            replies
+                .next()
+                .unwrap_or_else(|| {
+                    Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "missing reply",
+                    )))
+                })
+                .map_err(|err| format!("{:#}", self.error(err)))
+        };
+        targets
+            .iter()
+            .map(|target| Released {
+                slot: next().and_then(|value| {
+                    redis::from_redis_value::<(i64, i64)>(value)
+                        .map(|(slot, _queue_lock)| slot == 1)
+                        .map_err(|err| format!("Redis at {}: {err}", self.shown))
+                }),
+                event: target.event.map(|_| {
+                    next().and_then(|value| {
+                        redis::from_redis_value::<i64>(value)
+                            .map(|published| published == 1)
+                            .map_err(|err| format!("Redis at {}: {err}", self.shown))
+                    })
+                }),
+            })
+            .collect()
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::capacity::EventsMode;
 use crate::commands;
 use crate::exit_code::ExitCode;
 use crate::output::OutputFormat;
@@ -64,6 +65,11 @@ pub(crate) struct GlobalArgs {
         help_heading = "Sources"
     )]
     pub redis_url: Option<String>,
+
+    /// Publish a recovery event per won write to Trinity's event stream (trinity:events), so
+    /// that open dashboards update at once: auto (when the stream exists), on, or off.
+    #[arg(long, value_enum, default_value_t = EventsMode::Auto, global = true, help_heading = "Apply")]
+    pub events: EventsMode,
 
     /// Do not use Redis even if REDIS_URL is set.
     #[arg(long, global = true, help_heading = "Sources")]

@@ -98,6 +98,16 @@ fn render(run: &RunFigures<'_>, now: f64, last_success: Option<f64>) -> String {
             "Capacity findings of the last run (report-only), by kind.",
             &samples,
         );
+        let (published, failed) = plan.events_published();
+        metric(
+            "trinity_watchdog_events",
+            "gauge",
+            "Recovery events of the last run, by result.",
+            &[
+                ("result=\"published\"".to_owned(), published as f64),
+                ("result=\"failed\"".to_owned(), failed as f64),
+            ],
+        );
         metric(
             "trinity_watchdog_activities_closed",
             "gauge",

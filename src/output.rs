@@ -66,7 +66,7 @@ struct Document<'a> {
     interrupted: bool,
     agents: &'a [AgentSummary],
     items: &'a [Item],
-    summary: Summary,
+    summary: Summary<'a>,
     timings: &'a Timings,
 }
 
@@ -78,7 +78,7 @@ struct DocumentSettings {
 }
 
 #[derive(Serialize)]
-struct Summary {
+struct Summary<'a> {
     items: usize,
     actions: usize,
     unreachable_agents: usize,
@@ -88,6 +88,10 @@ struct Summary {
     by_finding: BTreeMap<&'static str, usize>,
     /// Paired activities the apply's won writes closed.
     activities_closed: u64,
+    /// What became of the recovery events (`null` in a dry run).
+    events: Option<&'a str>,
+    events_published: usize,
+    events_failed: usize,
 }
 
 impl<'a> Document<'a> {
@@ -114,6 +118,9 @@ impl<'a> Document<'a> {
                 by_outcome: plan.by_outcome(),
                 by_finding: plan.by_finding(),
                 activities_closed: plan.activities_closed(),
+                events: plan.events.as_deref(),
+                events_published: plan.events_published().0,
+                events_failed: plan.events_published().1,
             },
             timings,
         }
@@ -191,7 +198,7 @@ fn table(plan: &Plan, view: &View) -> String {
     if !unreachable.is_empty() {
         let _ = writeln!(
             out,
-            "Unreachable agents (their executions were left alone):"
+            "Unreachable agents (their executions are left alone, unless the agent was deleted and --recover-abandoned is given):"
         );
         for agent in unreachable {
             let _ = writeln!(
@@ -267,6 +274,16 @@ fn summary_line(plan: &Plan, view: &View) -> String {
         let closed = plan.activities_closed();
         if closed > 0 {
             parts.push(format!("{closed} activities closed"));
+        }
+        match (plan.events.as_deref(), plan.events_published()) {
+            (Some("published"), (published, 0)) if published > 0 => {
+                parts.push(format!("{published} events published"));
+            }
+            (Some("published"), (published, failed)) if failed > 0 => {
+                parts.push(format!("{published} events published, {failed} failed"));
+            }
+            (Some("no_redis"), _) => parts.push("no events (no Redis)".to_owned()),
+            _ => {}
         }
     } else {
         parts.push(format!(

@@ -104,6 +104,18 @@ impl Verdict {
         self.into()
     }
 
+    /// The `action` of the recovery event a won write of this verdict publishes (the seed
+    /// watchdog's names, and two for what it did not do).
+    pub fn recovery_event(self) -> Option<&'static str> {
+        match self {
+            Verdict::Orphaned => Some("orphan_recovered"),
+            Verdict::TimedOut => Some("auto_terminated"),
+            Verdict::Requested => Some("operator_killed"),
+            Verdict::Abandoned => Some("abandoned_recovered"),
+            _ => None,
+        }
+    }
+
     /// The item needs a person, whatever the plan does about it (exit 4 with `--exit-code`).
     pub fn needs_a_person(self) -> bool {
         matches!(self, Verdict::Abandoned | Verdict::LeaseExpired)
@@ -233,6 +245,12 @@ pub struct Item {
     /// How many of the execution's open `schedule_start` / `chat_start` activities the won write
     /// closed; `None` when no write won.
     pub activities_closed: Option<u64>,
+    /// Whether the recovery event of its won write was published; `None` when it had none to
+    /// publish (no won write, events off, no stream, no Redis).
+    pub event_published: Option<bool>,
+    /// The `completed_at` its won write stored.
+    #[serde(skip)]
+    pub completed_at: Option<String>,
     #[serde(skip)]
     pub started: Option<DateTime<Utc>>,
     /// What the guarded write stores in `error`, for actions that fail the row.
@@ -261,6 +279,8 @@ impl Item {
             outcome: None,
             error: None,
             activities_closed: None,
+            event_published: None,
+            completed_at: None,
             started: None,
             fail_message: None,
         }
@@ -362,6 +382,10 @@ pub struct Plan {
     pub refused: Option<String>,
     /// An interrupt stopped the apply before every action had started.
     pub interrupted: bool,
+    /// What became of the recovery events of an apply: `published` (to Trinity's event stream),
+    /// `none` (no won write to announce), `off`, `no_stream` (`--events auto` found none) or
+    /// `no_redis`; `None` for a dry run.
+    pub events: Option<String>,
 }
 
 /// What the systemic-failure brake looks at.
@@ -399,6 +423,17 @@ impl Plan {
             || self.unreachable_agents() > 0
             || self.items.iter().any(|item| item.verdict.needs_a_person())
             || self.findings().next().is_some()
+    }
+
+    /// Recovery events published, and those whose publish failed.
+    pub fn events_published(&self) -> (usize, usize) {
+        let count = |published| {
+            self.items
+                .iter()
+                .filter(|item| item.event_published == Some(published))
+                .count()
+        };
+        (count(true), count(false))
     }
 
     /// Activities closed by the apply's won writes.
@@ -445,9 +480,10 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
         }
         scope => {
             let mut items = planner.running_rows();
+            // Only rows whose agent answered: an abandoned row's agent did not.
             for item in items
                 .iter()
-                .filter(|item| item.verdict != Verdict::Unreachable)
+                .filter(|item| !matches!(item.verdict, Verdict::Unreachable | Verdict::Abandoned))
             {
                 census.running_on_reachable += 1;
                 census.orphaned += usize::from(item.verdict == Verdict::Orphaned);
@@ -487,6 +523,7 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
         census,
         refused: None,
         interrupted: false,
+        events: None,
     }
 }
 
@@ -703,27 +740,34 @@ impl<'a> Planner<'a> {
             .rows
             .iter()
             .filter(|row| row.status == Status::Running && self.in_scope(&row.agent))
+            .filter(|row| row.leased)
             .filter_map(|row| {
-                let expired_ms = age(self.now, row.lease_expires?).num_milliseconds();
-                if expired_ms <= self.grace_ms() {
-                    return None;
-                }
+                let expired = match row.lease_expires {
+                    Some(expires) => {
+                        let expired_ms = age(self.now, expires).num_milliseconds();
+                        if expired_ms <= self.grace_ms() {
+                            return None;
+                        }
+                        format!("lease expired {} ago", human_duration(expired_ms / 1000))
+                    }
+                    // Nobody can tell when it ends, the lease reaper included.
+                    None => "lease_expires_at does not parse".to_owned(),
+                };
                 let runs = match self.agents.get(row.agent.as_str()).map(|r| &r.answer) {
                     Some(Ok(answer)) if answer.runs(&row.id) => {
                         "its agent still runs it: a re-delivery would run it twice"
                     }
                     Some(Ok(_)) => "its agent does not run it",
-                    Some(Err(_)) | None => "whether its agent still runs it is unknown (unreachable)",
+                    Some(Err(_)) | None => {
+                        "whether its agent still runs it is unknown (unreachable)"
+                    }
                 };
                 Some(
                     Item::new(
                         &row.id,
                         Some(&row.agent),
                         Verdict::LeaseExpired,
-                        format!(
-                            "lease expired {} ago and the lease reaper has not reclaimed it; {runs}",
-                            human_duration(expired_ms / 1000)
-                        ),
+                        format!("{expired} and the lease reaper has not reclaimed it; {runs}"),
                     )
                     .with_row(row, self.now),
                 )
@@ -909,15 +953,16 @@ impl<'a> Planner<'a> {
             .map(|row| row.agent.as_str())
             .or(runner.map(|report| report.name.as_str()));
         let Some(agent) = agent else {
-            return Item::new(
-                id,
-                None,
-                Verdict::Requested,
-                "no row and no agent runs it: nothing to terminate".to_owned(),
-            );
+            let reason = if self.policy.no_terminate {
+                "named with --no-terminate, but it has no row: nothing to close"
+            } else {
+                "no row and no agent runs it: nothing to terminate"
+            };
+            return Item::new(id, None, Verdict::Requested, reason.to_owned());
         };
         let mut item = Item::new(id, Some(agent), Verdict::Requested, String::new());
         if self.policy.no_terminate {
+            // (A row-less id got no agent above: with --no-terminate no agent is asked.)
             return match row {
                 Some(row) if row.status == Status::Running && !row.leased => {
                     let mut item = item.with_row(row, self.now).with_action(Action::Fail);

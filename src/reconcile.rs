@@ -14,7 +14,7 @@ use color_eyre::eyre::Result;
 use crate::agents::AgentConfig;
 use crate::apply;
 use crate::audit::AuditLog;
-use crate::capacity::RedisConfig;
+use crate::capacity::{EventsMode, RedisConfig};
 use crate::exit_code::ExitCode;
 use crate::gather::{self, Sources, Timings};
 use crate::guard::{ApplyGuard, Guarded};
@@ -37,6 +37,8 @@ pub(crate) struct Config {
     pub agent_filter: BTreeSet<String>,
     /// `--recover-abandoned`: fail abandoned rows instead of only reporting them.
     pub recover_abandoned: bool,
+    /// `--events`: announce won writes on Trinity's event stream.
+    pub events: EventsMode,
     /// `None`: a dry run.
     pub apply: Option<ApplyConfig>,
     /// `--exit-code`: exit 4 when the plan needs attention.
@@ -206,7 +208,12 @@ async fn guarded(
         plan.refused = Some(reason);
     } else {
         let started = Instant::now();
-        apply::apply(plan, sources, guard, config.agents.concurrency, config.log).await;
+        let options = apply::Options {
+            concurrency: config.agents.concurrency,
+            events: config.events,
+            log: config.log,
+        };
+        apply::apply(plan, sources, guard, options).await;
         report.timings.apply_ms = gather::millis(started.elapsed());
     }
     report.plan.interrupted = guard.interrupted();

@@ -34,6 +34,12 @@ pub struct Facts {
     /// The score of the execution's slot on its agent, exactly as Redis holds it; `None`: no
     /// slot (or no Redis).
     pub slot_score: Option<String>,
+    /// The row has a lease: it belongs to the lease reaper.
+    #[serde(default)]
+    pub leased: bool,
+    /// The agent is in `agent_ownership`; `None`: the database has no such table.
+    #[serde(default)]
+    pub agent_owned: Option<bool>,
 }
 
 impl Facts {
@@ -59,6 +65,12 @@ impl Facts {
                 .map(|slot| slot.score.clone())
         });
         Facts {
+            leased: row.is_some_and(|row| row.leased),
+            agent_owned: snapshot
+                .owned
+                .as_ref()
+                .zip(agent)
+                .map(|(owned, agent)| owned.contains_key(agent)),
             row_status: row.map(|row| row.status.as_str().to_owned()),
             started_at: row.map(|row| row.started_at.clone()),
             agent_reported: agent_reported.to_owned(),
@@ -88,6 +100,25 @@ impl Facts {
             changes.push(format!(
                 "the agent reported it {}, now {}",
                 self.agent_reported, now.agent_reported
+            ));
+        }
+        if self.leased != now.leased {
+            changes.push(if now.leased {
+                "the row is now leased (it belongs to the lease reaper)".to_owned()
+            } else {
+                "the row's lease is gone".to_owned()
+            });
+        }
+        if self.agent_owned != now.agent_owned {
+            let show = |owned: Option<bool>| match owned {
+                Some(true) => "owned",
+                Some(false) => "not owned (deleted)",
+                None => "unknown",
+            };
+            changes.push(format!(
+                "the agent was {}, is now {}",
+                show(self.agent_owned),
+                show(now.agent_owned)
             ));
         }
         if self.slot_score != now.slot_score {
@@ -251,6 +282,7 @@ impl SavedPlan {
             census: fresh.census,
             refused: None,
             interrupted: false,
+            events: None,
         }
     }
 
@@ -325,6 +357,23 @@ mod tests {
                 "row status was running, is now success",
                 "the agent reported it unknown, now running",
                 "slot score was 1796167191.9857397, is now 1796167191.9857395"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lease_or_an_owner_that_appeared_since_is_a_change() {
+        let mut world = snapshot("running", &[], "100");
+        world.owned = Some([].into());
+        let before = Facts::of(&world, "x", Some("a"));
+        world.rows[0].leased = true;
+        world.owned = Some([("a".to_owned(), Some(3))].into());
+        let after = Facts::of(&world, "x", Some("a"));
+        assert_eq!(
+            before.changes(&after),
+            [
+                "the row is now leased (it belongs to the lease reaper)",
+                "the agent was not owned (deleted), is now owned"
             ]
         );
     }

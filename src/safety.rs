@@ -64,6 +64,7 @@ mod tests {
             census,
             refused: None,
             interrupted: false,
+            events: None,
         }
     }
 

@@ -71,6 +71,7 @@ impl Settings {
             default_timeout: args.default_timeout,
             agent_filter: args.agents.iter().cloned().collect(),
             recover_abandoned: args.recover_abandoned,
+            events: args.events,
             apply: args.apply.then(|| ApplyConfig {
                 limits: Limits {
                     max_actions: args.max_actions,

@@ -144,11 +144,11 @@ impl Store {
     pub(crate) async fn fail_running(
         &mut self,
         rows: &[FailRow<'_>],
+        completed_at: &str,
     ) -> (Vec<Result<Option<u64>, String>>, bool) {
-        let completed_at = timestamp::format(chrono::Utc::now());
         let results = match self {
-            Store::Sqlite(db) => db.fail_running(rows, &completed_at),
-            Store::Postgres(db) => db.fail_running(rows, &completed_at).await,
+            Store::Sqlite(db) => db.fail_running(rows, completed_at),
+            Store::Postgres(db) => db.fail_running(rows, completed_at).await,
         };
         match results {
             Ok(results) => (results, true),

@@ -273,9 +273,51 @@ fn unreachable_agent_rows_get_no_action() {
 }
 
 #[test]
+fn abandoned_rows_do_not_dilute_the_systemic_brake() {
+    // Five orphans and five abandoned rows: the brake sees five of five rows on reachable agents.
+    let mut rows: Vec<Row> = (0..5)
+        .map(|i| row(&format!("o{i}"), "a", "running", 600))
+        .collect();
+    rows.extend((0..5).map(|i| row(&format!("g{i}"), "gone", "running", 99_999)));
+    let mut s = snapshot(rows, vec![agent("a", answer(&[]))]);
+    s.agents.push(AgentReport {
+        name: "gone".into(),
+        latency_ms: None,
+        answer: Err("HTTP 500".into()),
+    });
+    s.owned = Some([("a".to_owned(), None)].into());
+    let plan = plan(&s, &policy(Scope::Scan), now());
+    assert_eq!(plan.by_verdict().get("abandoned"), Some(&5));
+    assert_eq!(
+        plan.census,
+        Census {
+            running_on_reachable: 5,
+            orphaned: 5
+        }
+    );
+}
+
+#[test]
+fn a_lease_that_does_not_parse_is_reported() {
+    let mut leased = row("l", "a", "running", 99_999);
+    leased.leased = true;
+    let s = snapshot(vec![leased], vec![agent("a", answer(&[]))]);
+    let items = plan(&s, &policy(Scope::Scan), now()).items;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].verdict, Verdict::LeaseExpired);
+    assert_eq!(items[0].action, Action::None);
+    assert!(
+        items[0].reason.contains("does not parse"),
+        "{}",
+        items[0].reason
+    );
+}
+
+#[test]
 fn leased_and_non_running_rows_are_not_items() {
     let mut leased = row("l", "a", "running", 99_999);
     leased.leased = true;
+    leased.lease_expires = Some(now() + chrono::Duration::seconds(600));
     let rows = vec![
         leased,
         row("q", "a", "queued", 9999),

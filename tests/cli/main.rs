@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary against a real SQLite file, fake agents over HTTP and a
 //! throwaway redis-server.
 
+mod events;
 #[path = "../harness/mod.rs"]
 mod harness;
 mod operations;
@@ -779,7 +780,7 @@ fn json_document_has_the_stable_shape() {
     assert_eq!(alpha["findings"], serde_json::json!([]));
     assert_eq!(
         doc["summary"],
-        serde_json::json!({"items": 1, "actions": 0, "unreachable_agents": 0, "by_verdict": {"healthy": 1}, "by_outcome": {}, "by_finding": {}, "activities_closed": 0})
+        serde_json::json!({"items": 1, "actions": 0, "unreachable_agents": 0, "by_verdict": {"healthy": 1}, "by_outcome": {}, "by_finding": {}, "activities_closed": 0, "events": null, "events_published": 0, "events_failed": 0})
     );
     assert_eq!(
         (doc["refused"].clone(), doc["interrupted"].clone()),
