@@ -41,12 +41,7 @@ fn one_event_per_won_write_in_the_seeds_shape() {
     let mut r = w.redis();
     add_slot(&mut r, "alpha", "done-1", unix_ago(900), Some(60));
     create_stream(&mut r);
-    let db = w.db.handle.clone();
-    let hook = Hook(Arc::new(move |kind, agent: &mut FakeAgent| {
-        if kind == "running" && agent.requests == 2 {
-            db.execute("UPDATE schedule_executions SET status = 'success' WHERE id = 'r-1'");
-        }
-    }));
+    let hook = Hook::completing_at_recheck(&w.db.handle, "r-1");
     w.fleet.set(
         "alpha",
         FakeAgent {

@@ -144,13 +144,8 @@ fn a_sigkilled_apply_never_blocks_the_next_one() {
     let w = World::without_redis();
     w.db.add_agent("alpha", Some(60));
     w.db.add_execution("slow-1", "alpha", "running", &ago(600));
-    w.fleet.set(
-        "alpha",
-        FakeAgent {
-            on_terminate: OnTerminate::Hang,
-            ..FakeAgent::running(&["slow-1"])
-        },
-    );
+    w.fleet
+        .set("alpha", FakeAgent::hanging_terminates(&["slow-1"]));
     let template = w.fleet.template();
     let child = spawn(&[
         "scan",
@@ -518,13 +513,8 @@ fn terminate_that_times_out_is_failed_and_touches_nothing() {
     let w = World::new();
     w.db.add_agent("alpha", Some(60));
     w.db.add_execution("slow-1", "alpha", "running", &ago(600));
-    w.fleet.set(
-        "alpha",
-        FakeAgent {
-            on_terminate: OnTerminate::Hang,
-            ..FakeAgent::running(&["slow-1"])
-        },
-    );
+    w.fleet
+        .set("alpha", FakeAgent::hanging_terminates(&["slow-1"]));
     let mut r = w.redis();
     add_slot(&mut r, "alpha", "slow-1", unix_ago(600), Some(60));
     let out = w.run(&["kill", "--apply", "-o", "json", "--terminate-timeout", "1s"]);

@@ -612,13 +612,8 @@ fn a_second_signal_stops_at_once_and_still_releases_the_lock() {
     let w = World::new();
     w.db.add_agent("alpha", Some(60));
     w.db.add_execution("slow-1", "alpha", "running", &ago(600));
-    w.fleet.set(
-        "alpha",
-        FakeAgent {
-            on_terminate: OnTerminate::Hang,
-            ..FakeAgent::running(&["slow-1"])
-        },
-    );
+    w.fleet
+        .set("alpha", FakeAgent::hanging_terminates(&["slow-1"]));
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let child = spawn_on(
@@ -764,13 +759,8 @@ fn a_sigkilled_holder_on_this_host_is_taken_over_at_once() {
     let w = World::new();
     w.db.add_agent("alpha", Some(60));
     w.db.add_execution("slow-1", "alpha", "running", &ago(600));
-    w.fleet.set(
-        "alpha",
-        FakeAgent {
-            on_terminate: OnTerminate::Hang,
-            ..FakeAgent::running(&["slow-1"])
-        },
-    );
+    w.fleet
+        .set("alpha", FakeAgent::hanging_terminates(&["slow-1"]));
     let child = spawn_on(&w, &["scan", "--apply", "--terminate-timeout", "30s"]);
     wait_until("the terminate", || !w.fleet.terminate_calls().is_empty());
     signal(&child, "KILL");
@@ -880,13 +870,8 @@ fn each_audit_line_is_written_as_its_action_ends() {
     w.db.add_execution("z-fast", "alpha", "success", &ago(900));
     w.db.add_execution("z-slow", "beta", "success", &ago(900));
     w.fleet.set("alpha", FakeAgent::running(&["z-fast"]));
-    w.fleet.set(
-        "beta",
-        FakeAgent {
-            on_terminate: OnTerminate::Hang,
-            ..FakeAgent::running(&["z-slow"])
-        },
-    );
+    w.fleet
+        .set("beta", FakeAgent::hanging_terminates(&["z-slow"]));
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let child = spawn_on(

@@ -18,12 +18,7 @@ fn the_paired_activity_is_closed_with_the_row() {
     w.db.add_activity("act-t", "t-1", "chat_start", "started");
     w.db.add_activity("act-r", "r-1", "schedule_start", "started");
     // r-1 completes between the plan and the apply: its write is lost.
-    let db = w.db.handle.clone();
-    let hook = Hook(Arc::new(move |kind, agent: &mut FakeAgent| {
-        if kind == "running" && agent.requests == 2 {
-            db.execute("UPDATE schedule_executions SET status = 'success' WHERE id = 'r-1'");
-        }
-    }));
+    let hook = Hook::completing_at_recheck(&w.db.handle, "r-1");
     w.fleet.set(
         "alpha",
         FakeAgent {

@@ -433,6 +433,22 @@ pub struct Hook(pub Arc<HookFn>);
 
 pub type HookFn = dyn Fn(&str, &mut FakeAgent) + Send + Sync;
 
+impl Hook {
+    /// The backend finishes row `id` (`success`) when the tool re-checks the agent just before
+    /// its writes: the world moves between the plan and the apply.
+    pub fn completing_at_recheck(db: &DbHandle, id: &str) -> Hook {
+        let (db, id) = (db.clone(), id.to_owned());
+        Hook(Arc::new(move |kind, agent: &mut FakeAgent| {
+            if kind == "running" && agent.requests == 2 {
+                db.execute(&format!(
+                    "UPDATE schedule_executions SET status = 'success' WHERE id = {}",
+                    lit(&id)
+                ));
+            }
+        }))
+    }
+}
+
 impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Hook")
@@ -469,6 +485,14 @@ impl FakeAgent {
             recently_completed: Some(vec![]),
             pending: Some(vec![]),
             ..FakeAgent::default()
+        }
+    }
+
+    /// A current agent image running these ids whose terminates never answer.
+    pub fn hanging_terminates(ids: &[&str]) -> FakeAgent {
+        FakeAgent {
+            on_terminate: OnTerminate::Hang,
+            ..FakeAgent::running(ids)
         }
     }
 
