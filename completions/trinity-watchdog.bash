@@ -53,7 +53,7 @@ _trinity__watchdog() {
 
     case "${cmd}" in
         trinity__watchdog)
-            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version scan recover kill completions help"
+            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version scan recover kill completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -80,6 +80,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -139,7 +143,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__completions)
-            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version bash elvish fish powershell zsh"
+            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,6 +170,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -309,7 +317,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__kill)
-            opts="-o -q -v -h -V --no-terminate --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --no-terminate --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -336,6 +344,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -395,7 +407,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__recover)
-            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -422,6 +434,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -481,7 +497,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__scan)
-            opts="-o -q -v -h -V --save --from --max-plan-age --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --save --from --max-plan-age --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -520,6 +536,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::redact::{Secret, redact_url, scrub};
 use crate::snapshot::{AgentAnswer, AgentReport};
+use crate::tls::CaCerts;
 
 const PLACEHOLDER: &str = "{agent}";
 /// An agent's answer larger than this is refused rather than buffered.
@@ -147,6 +148,8 @@ pub(crate) struct AgentConfig {
     pub terminate_timeout: Duration,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// `--ca-cert`: roots trusted for https agents next to the system's.
+    pub ca_certs: CaCerts,
 }
 
 pub(crate) struct AgentClient {
@@ -156,13 +159,15 @@ pub(crate) struct AgentClient {
 
 impl AgentClient {
     pub(crate) fn new(config: &AgentConfig) -> Result<AgentClient> {
-        // rustls with the ring provider (see Cargo.toml); installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        crate::tls::install_provider();
+        let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.timeout)
-            .user_agent(concat!("trinity-watchdog/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("trinity-watchdog/", env!("CARGO_PKG_VERSION")));
+        for cert in &config.ca_certs.certs {
+            http = http.add_root_certificate(reqwest::Certificate::from_der(cert)?);
+        }
+        let http = http.build()?;
         Ok(AgentClient {
             http,
             config: config.clone(),

@@ -9,6 +9,7 @@ use redis::aio::MultiplexedConnection;
 
 use crate::redact::{REDACTED, Secret};
 use crate::snapshot::{Capacity, Slot};
+use crate::tls::CaCerts;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for one Redis reply; a local Redis answers in well under a millisecond.
@@ -75,8 +76,10 @@ pub(crate) struct Released {
 /// Where the capacity slots live.
 #[derive(Clone, Debug)]
 pub(crate) struct RedisConfig {
-    /// `redis://…`; may carry a password.
+    /// `redis://…` or `rediss://…` (TLS); may carry a password.
     pub url: Secret,
+    /// `--ca-cert`: roots trusted for `rediss://` next to the system's.
+    pub ca_certs: CaCerts,
 }
 
 #[derive(Clone)]
@@ -91,8 +94,19 @@ impl Redis {
     pub(crate) async fn connect(config: &RedisConfig) -> Result<Redis> {
         let url = config.url.expose();
         let shown = config.url.shown();
-        let client = redis::Client::open(url)
-            .map_err(|err| eyre!("invalid Redis URL {shown}: {}", without_secret(&err, url)))?;
+        crate::tls::install_provider();
+        let client = if config.ca_certs.is_empty() {
+            redis::Client::open(url)
+        } else {
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(config.ca_certs.pem.clone()),
+                },
+            )
+        }
+        .map_err(|err| eyre!("invalid Redis URL {shown}: {}", without_secret(&err, url)))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));

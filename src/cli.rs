@@ -97,6 +97,18 @@ pub(crate) struct GlobalArgs {
     )]
     pub agent_secret: Option<String>,
 
+    /// A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the
+    /// system's roots (repeatable; the environment variable takes a `:`-separated list).
+    #[arg(
+        long = "ca-cert",
+        value_name = "PATH",
+        env = "TRINITY_CA_CERT",
+        value_delimiter = ':',
+        global = true,
+        help_heading = "Sources"
+    )]
+    pub ca_certs: Vec<PathBuf>,
+
     /// Only look at this agent (repeatable).
     #[arg(
         long = "agent",

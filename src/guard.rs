@@ -318,6 +318,7 @@ mod tests {
                     .unwrap();
                 let config = RedisConfig {
                     url: Secret::new(url.clone()),
+                    ca_certs: Default::default(),
                 };
                 let mut redis = Redis::connect(&config).await.unwrap();
                 let audit = AuditLog::open(&audit_path).unwrap();

@@ -4,7 +4,7 @@
 //!
 //! The modules form layers, and imports point down (only the clap pair `cli` ↔ `commands` points
 //! both ways):
-//! - helpers: `atomic_file`, `exit_code`, `host`, `log`, `redact`, `timestamp`;
+//! - helpers: `atomic_file`, `exit_code`, `host`, `log`, `redact`, `timestamp`, `tls`;
 //! - the pure domain: `snapshot`, `plan`, `safety`, `reviewed`;
 //! - adapters: `store`, `agents`, `capacity` (Redis), `audit`;
 //! - orchestration: `gather`, `lock`, `guard`, `apply`, `reconcile`;
@@ -18,6 +18,7 @@ mod host;
 mod log;
 mod redact;
 mod timestamp;
+mod tls;
 // The pure domain.
 mod plan;
 mod reviewed;
@@ -98,6 +99,7 @@ mod tests {
             "exit_code",
             "host",
             "log",
+            "tls",
             "redact",
             "timestamp",
         ],

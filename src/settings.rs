@@ -17,6 +17,7 @@ use crate::reconcile::{ApplyConfig, Config};
 use crate::redact::{Secret, redact_url};
 use crate::safety::Limits;
 use crate::store::{Database, PostgresConfig};
+use crate::tls::CaCerts;
 
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -42,12 +43,14 @@ impl Settings {
             quiet: args.quiet,
             verbose: args.verbose,
         };
+        let ca_certs = CaCerts::load(&args.ca_certs)?;
         let agents = AgentConfig {
             template: UrlTemplate::parse(&args.agent_url)?,
             secret: non_empty(&args.agent_secret).map(Secret::new),
             timeout: args.http_timeout,
             terminate_timeout: args.terminate_timeout,
             concurrency: usize::from(args.concurrency),
+            ca_certs: ca_certs.clone(),
         };
         let stderr_is_terminal = std::io::stderr().is_terminal();
         let color = match args.color {
@@ -65,6 +68,7 @@ impl Settings {
             } else {
                 non_empty(&args.redis_url).map(|url| RedisConfig {
                     url: Secret::new(url),
+                    ca_certs: ca_certs.clone(),
                 })
             },
             grace: args.grace,

@@ -6,6 +6,7 @@ mod events;
 mod harness;
 mod operations;
 mod reliability;
+mod tls;
 mod trust;
 mod whole;
 
@@ -16,7 +17,8 @@ use harness::*;
 use serde_json::Value;
 
 /// The environment variables the tool reads (its own and libpq's): no test's run inherits them.
-const TOOL_ENV: [&str; 9] = [
+const TOOL_ENV: [&str; 10] = [
+    "TRINITY_CA_CERT",
     "TRINITY_DB_PATH",
     "DATABASE_URL",
     "REDIS_URL",

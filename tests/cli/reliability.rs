@@ -620,6 +620,24 @@ fn https_agent_urls_are_spoken_with_tls() {
     assert_eq!(out["items"][0]["verdict"], "healthy");
     assert_eq!(fleet.calls().len(), 1, "the request went over TLS");
 
+    // --ca-cert (or TRINITY_CA_CERT) adds the CA next to the system's roots.
+    let ca = ca.ca_pem.to_str().unwrap();
+    let with_flag = run(&[&args[..], &["--ca-cert", ca]].concat());
+    assert_eq!(
+        with_flag.json()["agents"][0]["reachable"],
+        true,
+        "{}",
+        with_flag.stdout
+    );
+    let with_env = command()
+        .args(args)
+        .env("TRINITY_CA_CERT", ca)
+        .output()
+        .unwrap();
+    let out: Value = serde_json::from_slice(&with_env.stdout).unwrap();
+    assert_eq!(out["agents"][0]["reachable"], true, "{out}");
+    assert_eq!(fleet.calls().len(), 3);
+
     let untrusted = run(&args);
     let error = untrusted.json()["agents"][0]["error"]
         .as_str()
@@ -632,7 +650,7 @@ fn https_agent_urls_are_spoken_with_tls() {
     assert_eq!(untrusted.item("x-1")["verdict"], "unreachable");
     assert_eq!(
         fleet.calls().len(),
-        1,
+        3,
         "no request without a trusted handshake"
     );
 }

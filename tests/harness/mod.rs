@@ -530,17 +530,25 @@ pub struct Fleet {
 
 type Shared = Arc<Mutex<FleetState>>;
 
-/// A certificate authority made by the harness, and a server certificate it signed for
-/// 127.0.0.1 and localhost.
+/// A certificate authority made by the harness, and a server certificate it signed (for
+/// 127.0.0.1 and localhost unless told otherwise).
 pub struct TestCa {
     pub dir: tempfile::TempDir,
     /// The CA certificate (PEM): what a client must trust.
     pub ca_pem: PathBuf,
+    /// The server's certificate and key (PEM), for servers that read files.
+    pub cert_pem: PathBuf,
+    pub key_pem: PathBuf,
     server: Arc<rustls::ServerConfig>,
 }
 
 impl TestCa {
     pub fn new() -> TestCa {
+        Self::for_names(&["127.0.0.1", "localhost"])
+    }
+
+    /// A server certificate valid for exactly these names.
+    pub fn for_names(names: &[&str]) -> TestCa {
         let ca_key = rcgen::KeyPair::generate().expect("CA key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -550,12 +558,16 @@ impl TestCa {
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
         let key = rcgen::KeyPair::generate().expect("server key");
         let params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("server params");
         let cert = params.signed_by(&key, &ca).expect("server certificate");
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_pem = dir.path().join("ca.pem");
         std::fs::write(&ca_pem, ca.pem()).expect("write CA");
+        let cert_pem = dir.path().join("server.crt");
+        std::fs::write(&cert_pem, cert.pem()).expect("write certificate");
+        let key_pem = dir.path().join("server.key");
+        std::fs::write(&key_pem, key.serialize_pem()).expect("write key");
         let _ = rustls::crypto::ring::default_provider().install_default();
         let server = rustls::ServerConfig::builder()
             .with_no_client_auth()
@@ -567,6 +579,8 @@ impl TestCa {
         TestCa {
             dir,
             ca_pem,
+            cert_pem,
+            key_pem,
             server: Arc::new(server),
         }
     }
@@ -883,6 +897,8 @@ async fn last_error(
 pub struct RedisServer {
     child: Child,
     pub port: u16,
+    /// The TLS port, when started with `start_tls` (the plain `port` stays open for set-up).
+    pub tls_port: Option<u16>,
     pub dir: tempfile::TempDir,
 }
 
@@ -926,7 +942,12 @@ impl RedisServer {
                     break; // lost the port race: try another
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(RedisServer { child, port, dir });
+                    return Some(RedisServer {
+                        child,
+                        port,
+                        tls_port: None,
+                        dir,
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -934,6 +955,45 @@ impl RedisServer {
             let _ = child.wait();
         }
         None
+    }
+
+    /// A redis-server that also speaks TLS, with `ca`'s server certificate, on `tls_port`.
+    pub fn start_tls(ca: &TestCa) -> Option<RedisServer> {
+        let port = StdListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let paths = [&ca.cert_pem, &ca.key_pem, &ca.ca_pem].map(|p| p.display().to_string());
+        let mut server = Self::start_with(&[
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &paths[0],
+            "--tls-key-file",
+            &paths[1],
+            "--tls-ca-cert-file",
+            &paths[2],
+            "--tls-auth-clients",
+            "no",
+        ])?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server's TLS port did not open"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.tls_port = Some(port);
+        Some(server)
+    }
+
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://127.0.0.1:{}/0",
+            self.tls_port.expect("started with TLS")
+        )
     }
 
     pub fn url(&self) -> String {
