@@ -61,7 +61,7 @@ impl Settings {
             }
         };
         let run = Config {
-            database: database(args, given, log)?,
+            database: database(args, given, &ca_certs, log)?,
             agents,
             redis: if args.no_redis {
                 None
@@ -109,7 +109,21 @@ impl Settings {
 /// The database: what the command line names wins (both at once is a usage error, caught
 /// before this), then a postgres:// `DATABASE_URL` from the environment, then `--db`'s
 /// environment value or default.
-fn database(args: &GlobalArgs, given: GivenOnCommandLine, log: Log) -> Result<Database> {
+fn database(
+    args: &GlobalArgs,
+    given: GivenOnCommandLine,
+    ca_certs: &CaCerts,
+    log: Log,
+) -> Result<Database> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let postgres = |url: String| {
+        Database::Postgres(PostgresConfig {
+            url: Secret::new(url),
+            ca_certs: ca_certs.clone(),
+            env_sslmode: env("PGSSLMODE"),
+            env_sslrootcert: env("PGSSLROOTCERT").map(PathBuf::from),
+        })
+    };
     let sqlite = || {
         if args.db.as_os_str().is_empty() {
             bail!("--db / TRINITY_DB_PATH is empty: name Trinity's SQLite database file");
@@ -125,9 +139,7 @@ fn database(args: &GlobalArgs, given: GivenOnCommandLine, log: Log) -> Result<Da
         .filter(|url| !url.trim().is_empty());
     match url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Database::Postgres(PostgresConfig {
-                url: Secret::new(url),
-            }))
+            Ok(postgres(url))
         }
         Some(url) if given.database_url => bail!(
             "--database-url {} is not a postgres:// URL (for SQLite, use --db)",

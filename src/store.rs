@@ -15,6 +15,7 @@ use color_eyre::eyre::{Result, bail};
 use crate::redact::Secret;
 use crate::snapshot::{OwnedAgents, Row, Status};
 use crate::timestamp;
+use crate::tls::CaCerts;
 
 /// Which database is Trinity's.
 #[derive(Clone, Debug)]
@@ -26,8 +27,13 @@ pub(crate) enum Database {
 
 #[derive(Clone, Debug)]
 pub(crate) struct PostgresConfig {
-    /// `postgres://…`; may carry a password.
+    /// `postgres://…`; may carry a password, `sslmode` and `sslrootcert`.
     pub url: Secret,
+    /// `--ca-cert`: roots trusted next to the system's (or `sslrootcert`'s).
+    pub ca_certs: CaCerts,
+    /// `PGSSLMODE` and `PGSSLROOTCERT`, which the URL's values override (as in libpq).
+    pub env_sslmode: Option<String>,
+    pub env_sslrootcert: Option<PathBuf>,
 }
 
 /// The database's part of a held apply lock: the locked file beside an SQLite database (unlocked

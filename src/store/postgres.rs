@@ -4,12 +4,16 @@
 //! releases when the session ends, however it ends.
 
 use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use color_eyre::eyre::{Result, bail, eyre};
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use tokio_postgres::{Client, NoTls};
 
 use crate::snapshot::OwnedAgents;
+
+use crate::tls::{self, CaCerts, Verify};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     CLOSE_ACTIVITIES_SQL, DatabaseLock, FAIL_SQL, FailRow, PostgresConfig, RawRow, Schema, Tables,
@@ -59,15 +63,93 @@ pub(crate) struct Postgres {
     activity_completed_cast: String,
 }
 
+/// libpq's `sslmode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn parse(text: &str) -> Result<SslMode> {
+        Ok(match text {
+            "disable" => SslMode::Disable,
+            "prefer" | "allow" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => bail!(
+                "sslmode {other:?} is not one of disable, prefer, require, verify-ca, verify-full"
+            ),
+        })
+    }
+}
+
+/// The URL without `sslmode` and `sslrootcert` (tokio-postgres knows only some modes), and the
+/// TLS they ask for: the URL's values, else `PGSSLMODE` / `PGSSLROOTCERT`, else `prefer`.
+fn tls_settings(
+    database: &PostgresConfig,
+    shown: &str,
+) -> Result<(String, SslMode, Option<PathBuf>)> {
+    let mut url = url::Url::parse(database.url.expose())
+        .map_err(|_| eyre!("invalid PostgreSQL URL {shown}"))?;
+    let (mut mode, mut root) = (None, None);
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter_map(|(key, value)| match key.as_ref() {
+            "sslmode" => {
+                mode = Some(value.into_owned());
+                None
+            }
+            "sslrootcert" => {
+                root = Some(PathBuf::from(value.as_ref()));
+                None
+            }
+            _ => Some((key.into_owned(), value.into_owned())),
+        })
+        .collect();
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    let mode = match mode.or_else(|| database.env_sslmode.clone()) {
+        Some(mode) => SslMode::parse(&mode)?,
+        None => SslMode::Prefer,
+    };
+    Ok((
+        url.to_string(),
+        mode,
+        root.or_else(|| database.env_sslrootcert.clone()),
+    ))
+}
+
 impl Postgres {
     pub(crate) async fn open(database: &PostgresConfig, writable: bool) -> Result<Postgres> {
         let shown = database.url.shown();
+        let (url, mode, root_cert) = tls_settings(database, &shown)?;
         // The parser's message may quote the URL: only say that it did not parse.
-        let mut config: tokio_postgres::Config = database
-            .url
-            .expose()
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| eyre!("invalid PostgreSQL URL {shown}"))?;
+        config.ssl_mode(match mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
@@ -75,24 +157,45 @@ impl Postgres {
             .keepalives_interval(KEEPALIVE_INTERVAL)
             .keepalives_retries(KEEPALIVE_RETRIES)
             .application_name("trinity-watchdog");
-        let (client, connection) = config.connect(NoTls).await.map_err(|err| {
-            let hint = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-                " (TLS to PostgreSQL is not supported yet: connect without sslmode=require)"
-            } else {
-                ""
-            };
+        let failed = |err: tokio_postgres::Error| {
             // The server's message may name the user ("role … does not exist"): userinfo is
             // never shown.
             let mut reason = describe(&err);
             if let Some(user) = config.get_user().filter(|user| !user.is_empty()) {
                 reason = reason.replace(user, crate::redact::REDACTED);
             }
-            eyre!("cannot connect to PostgreSQL at {shown}: {reason}{hint}")
-        })?;
-        tokio::spawn(async move {
-            // The connection ends with the client; a broken one shows up as the next query's error.
-            let _ = connection.await;
-        });
+            eyre!(
+                "cannot connect to PostgreSQL at {shown} (sslmode {}): {reason}",
+                mode.name()
+            )
+        };
+        // The connection ends with the client; a broken one shows up as the next query's error.
+        let client = if mode == SslMode::Disable {
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+            tokio::spawn(connection);
+            client
+        } else {
+            let roots = match &root_cert {
+                Some(path) => {
+                    CaCerts::load(std::slice::from_ref(path))
+                        .wrap_err("sslrootcert / PGSSLROOTCERT")?
+                        .certs
+                }
+                None => Vec::new(),
+            };
+            // As in libpq, `require` with a root certificate verifies the chain.
+            let verify = match mode {
+                SslMode::Prefer => Verify::Nothing,
+                SslMode::Require if root_cert.is_none() => Verify::Nothing,
+                SslMode::Require | SslMode::VerifyCa => Verify::Chain,
+                SslMode::VerifyFull | SslMode::Disable => Verify::Full,
+            };
+            let tls =
+                MakeRustlsConnect::new(tls::client_config(verify, &roots, &database.ca_certs)?);
+            let (client, connection) = config.connect(tls).await.map_err(failed)?;
+            tokio::spawn(connection);
+            client
+        };
         // No statement waits forever, dry runs included; a dry run cannot write.
         let mut session = format!(
             "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '{LOCK_TIMEOUT}'"
@@ -352,6 +455,9 @@ mod tests {
         let (name, url) = create_database().await;
         let config = PostgresConfig {
             url: crate::redact::Secret::new(url.clone()),
+            ca_certs: CaCerts::default(),
+            env_sslmode: None,
+            env_sslrootcert: None,
         };
         let mut dry = Postgres::open(&config, false).await.expect("open");
         let rows = [FailRow {

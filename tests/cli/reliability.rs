@@ -648,6 +648,29 @@ fn https_agent_urls_are_spoken_with_tls() {
         "{error}"
     );
     assert_eq!(untrusted.item("x-1")["verdict"], "unreachable");
+
+    // An expired certificate, even from a trusted CA, says so.
+    let expired = TestCa::expired();
+    let stale = Fleet::start_tls(&expired);
+    stale.set("alpha", FakeAgent::running(&["x-1"]));
+    let stale_template = stale.template();
+    let out = run(&[
+        "scan",
+        "-o",
+        "json",
+        "--no-redis",
+        "--db",
+        db.path(),
+        "--agent-url",
+        &stale_template,
+        "--ca-cert",
+        expired.ca_pem.to_str().unwrap(),
+    ]);
+    let error = out.json()["agents"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(error.contains("expired"), "{error}");
     assert_eq!(
         fleet.calls().len(),
         3,

@@ -42,10 +42,15 @@ fn rediss_speaks_tls_and_trusts_the_ca_of_ca_cert() {
         "released over TLS"
     );
 
-    // Without the CA, or with another one: exit 1, one line naming the certificate problem.
+    // Without the CA, or with another one: exit 1, one line naming the certificate problem, and
+    // no password in it.
     let other = TestCa::new();
+    let with_password = redis
+        .tls_url()
+        .replace("rediss://", "rediss://:tls-S3KRIT@");
     for extra in [&[][..], &["--ca-cert", other.ca_pem.to_str().unwrap()][..]] {
-        let out = recover_with(&db, &fleet, &redis.tls_url(), extra);
+        let out = recover_with(&db, &fleet, &with_password, extra);
+        assert!(!out.stderr.contains("tls-S3KRIT"), "{}", out.stderr);
         assert_eq!(out.code, 1, "{}", out.stderr);
         let error = out.stderr.to_lowercase();
         assert!(
@@ -73,4 +78,138 @@ fn a_ca_cert_that_is_not_a_certificate_is_a_clear_error() {
         assert_eq!(out.code, 1, "{}", out.stderr);
         assert!(out.stderr.contains(path), "{}", out.stderr);
     }
+}
+
+#[test]
+fn postgres_speaks_tls_with_libpqs_sslmodes() {
+    // The server's certificate names only "localhost": reached as 127.0.0.1, the host is wrong.
+    let ca = TestCa::for_names(&["localhost"]);
+    let Some(server) = PgTlsServer::start(&ca) else {
+        panic!("PostgreSQL's server binaries must be installed (.ci/run installs them)");
+    };
+    server.execute(&postgres_schema());
+    server.execute(&format!(
+        "INSERT INTO schedule_executions (id, schedule_id, agent_name, status, started_at, message, triggered_by) \
+         VALUES ('x-1', '__manual__', 'alpha', 'running', '{}', 'm', 'schedule')",
+        ago(60)
+    ));
+    let fleet = Fleet::start();
+    fleet.set("alpha", FakeAgent::running(&["x-1"]));
+    let template = fleet.template();
+    let ca_pem = ca.ca_pem.to_str().unwrap().to_owned();
+    let other = TestCa::new();
+    let other_pem = other.ca_pem.to_str().unwrap().to_owned();
+    let scan = |host: &str, query: &str, env: &[(&str, &str)], extra: &[&str]| {
+        let url = format!(
+            "postgres://postgres:pg-S3KRIT@{host}:{}/postgres{query}",
+            server.port
+        );
+        let mut command = command();
+        command.args([
+            "scan",
+            "-o",
+            "json",
+            "--no-redis",
+            "--database-url",
+            &url,
+            "--agent-url",
+            &template,
+        ]);
+        command.args(extra);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        let out = Out {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        assert!(
+            !out.stderr.contains("pg-S3KRIT") && !out.stdout.contains("pg-S3KRIT"),
+            "{}",
+            out.stderr
+        );
+        out
+    };
+    let works = |out: Out| {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.items(), [item("x-1", "healthy", "none", "null")]);
+    };
+    let fails = |out: Out, why: &str| {
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        assert!(out.stderr.contains(why), "{why}: {}", out.stderr);
+        assert_eq!(
+            out.stderr.trim().lines().count(),
+            1,
+            "one line: {}",
+            out.stderr
+        );
+    };
+    // The default (prefer) and require encrypt without checking the certificate.
+    works(scan("127.0.0.1", "", &[], &[]));
+    works(scan("127.0.0.1", "?sslmode=require", &[], &[]));
+    // verify-full with the right CA and the certificate's host name; the CA from --ca-cert too.
+    works(scan(
+        "localhost",
+        &format!("?sslmode=verify-full&sslrootcert={ca_pem}"),
+        &[],
+        &[],
+    ));
+    works(scan(
+        "localhost",
+        "?sslmode=verify-full",
+        &[],
+        &["--ca-cert", &ca_pem],
+    ));
+    // verify-ca checks the chain, not the host name.
+    works(scan(
+        "127.0.0.1",
+        &format!("?sslmode=verify-ca&sslrootcert={ca_pem}"),
+        &[],
+        &[],
+    ));
+    // libpq's environment variables, overridden by the URL.
+    works(scan(
+        "localhost",
+        "",
+        &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", &ca_pem)],
+        &[],
+    ));
+    fails(
+        scan(
+            "localhost",
+            "?sslmode=disable",
+            &[("PGSSLMODE", "verify-full")],
+            &[],
+        ),
+        "no encryption",
+    );
+    // The wrong CA, the wrong host, and no TLS against a server that requires it.
+    fails(
+        scan(
+            "localhost",
+            &format!("?sslmode=verify-full&sslrootcert={other_pem}"),
+            &[],
+            &[],
+        ),
+        "UnknownIssuer",
+    );
+    fails(
+        scan(
+            "127.0.0.1",
+            &format!("?sslmode=verify-full&sslrootcert={ca_pem}"),
+            &[],
+            &[],
+        ),
+        "certificate not valid for name",
+    );
+    fails(
+        scan("127.0.0.1", "?sslmode=disable", &[], &[]),
+        "no encryption",
+    );
+    fails(
+        scan("127.0.0.1", "?sslmode=bogus", &[], &[]),
+        "is not one of",
+    );
 }

@@ -549,17 +549,31 @@ impl TestCa {
 
     /// A server certificate valid for exactly these names.
     pub fn for_names(names: &[&str]) -> TestCa {
+        Self::make(names, false)
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost that expired in 2020.
+    pub fn expired() -> TestCa {
+        Self::make(&["127.0.0.1", "localhost"], true)
+    }
+
+    fn make(names: &[&str], expired: bool) -> TestCa {
         let ca_key = rcgen::KeyPair::generate().expect("CA key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "trinity-watchdog test CA");
+        ca_params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("trinity-watchdog test CA {:x}", rand::random::<u64>()),
+        );
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
         let key = rcgen::KeyPair::generate().expect("server key");
-        let params =
+        let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("server params");
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
         let cert = params.signed_by(&key, &ca).expect("server certificate");
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_pem = dir.path().join("ca.pem");
@@ -1075,4 +1089,125 @@ pub fn set_key(redis: &mut redis::Connection, key: &str, value: &str) {
 /// A path that is guaranteed not to exist inside `dir`.
 pub fn missing_path(dir: &Path) -> PathBuf {
     dir.join("no-such-dir").join("trinity.db")
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL with TLS
+
+/// A private PostgreSQL server of the test's own, on a free port, that accepts only TLS
+/// connections (`hostssl … trust`) with `ca`'s server certificate; stopped when dropped. It runs
+/// as the `postgres` user (initdb refuses root). `None` when the server binaries are missing.
+pub struct PgTlsServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl PgTlsServer {
+    pub fn start(ca: &TestCa) -> Option<PgTlsServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .max()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let as_postgres = |program: &str| {
+            let mut command = Command::new("setpriv");
+            command
+                .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+                .arg(bin.join(program))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            command
+        };
+        let chown = |path: &Path| {
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(path)
+                .status()
+                .expect("chown")
+        };
+        chown(dir.path());
+        let ok = as_postgres("initdb")
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            .status()
+            .ok()?
+            .success();
+        assert!(ok, "initdb failed");
+        let port = StdListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        std::fs::copy(&ca.cert_pem, data.join("server.crt")).expect("certificate");
+        std::fs::copy(&ca.key_pem, data.join("server.key")).expect("key");
+        let conf = format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nfsync = off\n",
+            dir.path().display()
+        );
+        let mut postgresql_conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        postgresql_conf.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), postgresql_conf).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        chown(dir.path());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let started = as_postgres("pg_ctl")
+            .args(["-D"])
+            .arg(&data)
+            .args(["-w", "-l"])
+            .arg(dir.path().join("log"))
+            .arg("start")
+            .status()
+            .ok()?
+            .success();
+        assert!(started, "pg_ctl start failed");
+        Some(PgTlsServer { port, dir, bin })
+    }
+
+    /// Runs SQL through `psql` over the server's Unix socket.
+    pub fn execute(&self, sql: &str) {
+        let status = Command::new(self.bin.join("psql"))
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("psql");
+        assert!(status.success(), "psql failed: {sql}");
+    }
+}
+
+impl Drop for PgTlsServer {
+    fn drop(&mut self) {
+        let _ = Command::new("setpriv")
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
