@@ -32,7 +32,7 @@ on\t'Always (the stream is created if need be)'
 off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; the environment variable takes a `:`-separated list)' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
@@ -73,7 +73,7 @@ on\t'Always (the stream is created if need be)'
 off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; the environment variable takes a `:`-separated list)' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
@@ -106,7 +106,7 @@ on\t'Always (the stream is created if need be)'
 off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; the environment variable takes a `:`-separated list)' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
@@ -139,7 +139,7 @@ on\t'Always (the stream is created if need be)'
 off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; the environment variable takes a `:`-separated list)' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
@@ -173,7 +173,7 @@ on\t'Always (the stream is created if need be)'
 off\t'Never'"
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-url -d 'Agent base URL; {agent} is replaced by the percent-encoded agent name' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; the environment variable takes a `:`-separated list)' -r -F
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent -d 'Only look at this agent (repeatable)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r

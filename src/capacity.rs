@@ -95,14 +95,16 @@ impl Redis {
         let url = config.url.expose();
         let shown = config.url.shown();
         crate::tls::install_provider();
-        let client = if config.ca_certs.is_empty() {
+        // Extra roots matter only to rediss://; the crate takes them in place of the system's,
+        // so both go in.
+        let client = if config.ca_certs.is_empty() || !url.starts_with("rediss://") {
             redis::Client::open(url)
         } else {
             redis::Client::build_with_tls(
                 url,
                 redis::TlsCertificates {
                     client_tls: None,
-                    root_cert: Some(config.ca_certs.pem.clone()),
+                    root_cert: Some(config.ca_certs.pem_with_system_roots()),
                 },
             )
         }

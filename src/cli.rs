@@ -98,12 +98,10 @@ pub(crate) struct GlobalArgs {
     pub agent_secret: Option<String>,
 
     /// A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the
-    /// system's roots (repeatable; the environment variable takes a `:`-separated list).
+    /// system's roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list).
     #[arg(
         long = "ca-cert",
         value_name = "PATH",
-        env = "TRINITY_CA_CERT",
-        value_delimiter = ':',
         global = true,
         help_heading = "Sources"
     )]

@@ -43,7 +43,19 @@ impl Settings {
             quiet: args.quiet,
             verbose: args.verbose,
         };
-        let ca_certs = CaCerts::load(&args.ca_certs)?;
+        // --ca-cert wins; else TRINITY_CA_CERT, whose empty entries (a compose file's
+        // `TRINITY_CA_CERT=`) mean nothing.
+        let ca_paths: Vec<PathBuf> = if args.ca_certs.is_empty() {
+            std::env::var("TRINITY_CA_CERT")
+                .unwrap_or_default()
+                .split(':')
+                .filter(|path| !path.trim().is_empty())
+                .map(PathBuf::from)
+                .collect()
+        } else {
+            args.ca_certs.clone()
+        };
+        let ca_certs = CaCerts::load(&ca_paths)?;
         let agents = AgentConfig {
             template: UrlTemplate::parse(&args.agent_url)?,
             secret: non_empty(&args.agent_secret).map(Secret::new),

@@ -30,9 +30,9 @@ impl CaCerts {
                 .wrap_err_with(|| format!("cannot read the CA certificate {}", path.display()))?;
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
-                .map_err(|err| {
+                .map_err(|_| {
                     color_eyre::eyre::eyre!(
-                        "{} is not a PEM certificate file: {err}",
+                        "{} is not a PEM certificate file (it does not parse)",
                         path.display()
                     )
                 })?;
@@ -49,6 +49,24 @@ impl CaCerts {
     pub(crate) fn is_empty(&self) -> bool {
         self.certs.is_empty()
     }
+
+    /// The system's roots and these, as one PEM bundle: for clients that take a bundle in place
+    /// of the system's roots (the redis crate), so that `--ca-cert` adds and never replaces.
+    pub(crate) fn pem_with_system_roots(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let mut bundle = Vec::new();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+            bundle.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+            for line in encoded.as_bytes().chunks(64) {
+                bundle.extend_from_slice(line);
+                bundle.push(b'\n');
+            }
+            bundle.extend_from_slice(b"-----END CERTIFICATE-----\n");
+        }
+        bundle.extend_from_slice(&self.pem);
+        bundle
+    }
 }
 
 /// How much of the server's certificate a connection checks (libpq's `sslmode` levels).
@@ -62,8 +80,8 @@ pub(crate) enum Verify {
     Full,
 }
 
-/// A rustls client configuration that checks `verify` against `roots` (or the system's roots
-/// when `roots` is empty) plus `extra`.
+/// A rustls client configuration that checks `verify` against `roots` alone when given (libpq's
+/// `sslrootcert` pins them), else against the system's roots plus `extra` (`--ca-cert`).
 pub(crate) fn client_config(
     verify: Verify,
     roots: &[CertificateDer<'static>],
@@ -86,10 +104,10 @@ pub(crate) fn client_config(
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = store.add(cert);
         }
+        store.add_parsable_certificates(extra.certs.iter().cloned());
     } else {
         store.add_parsable_certificates(roots.iter().cloned());
     }
-    store.add_parsable_certificates(extra.certs.iter().cloned());
     let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
         std::sync::Arc::new(store),
         provider,

@@ -99,7 +99,8 @@ impl SslMode {
 }
 
 /// The URL without `sslmode` and `sslrootcert` (tokio-postgres knows only some modes), and the
-/// TLS they ask for: the URL's values, else `PGSSLMODE` / `PGSSLROOTCERT`, else `prefer`.
+/// TLS they ask for: the URL's values, else `PGSSLMODE` / `PGSSLROOTCERT`, else `prefer`. The
+/// other query parameters are passed on exactly as written.
 fn tls_settings(
     database: &PostgresConfig,
     shown: &str,
@@ -107,25 +108,19 @@ fn tls_settings(
     let mut url = url::Url::parse(database.url.expose())
         .map_err(|_| eyre!("invalid PostgreSQL URL {shown}"))?;
     let (mut mode, mut root) = (None, None);
-    let kept: Vec<(String, String)> = url
-        .query_pairs()
-        .filter_map(|(key, value)| match key.as_ref() {
-            "sslmode" => {
-                mode = Some(value.into_owned());
-                None
-            }
-            "sslrootcert" => {
+    let query = url.query().unwrap_or_default().to_owned();
+    let mut kept = Vec::new();
+    for part in query.split('&').filter(|part| !part.is_empty()) {
+        match url::form_urlencoded::parse(part.as_bytes()).next() {
+            Some((key, value)) if key == "sslmode" => mode = Some(value.into_owned()),
+            Some((key, value)) if key == "sslrootcert" => {
                 root = Some(PathBuf::from(value.as_ref()));
-                None
             }
-            _ => Some((key.into_owned(), value.into_owned())),
-        })
-        .collect();
-    if kept.is_empty() {
-        url.set_query(None);
-    } else {
-        url.query_pairs_mut().clear().extend_pairs(kept);
+            _ => kept.push(part),
+        }
     }
+    let kept = kept.join("&");
+    url.set_query(Some(kept.as_str()).filter(|query| !query.is_empty()));
     let mode = match mode.or_else(|| database.env_sslmode.clone()) {
         Some(mode) => SslMode::parse(&mode)?,
         None => SslMode::Prefer,
@@ -162,7 +157,7 @@ impl Postgres {
             // never shown.
             let mut reason = describe(&err);
             if let Some(user) = config.get_user().filter(|user| !user.is_empty()) {
-                reason = reason.replace(user, crate::redact::REDACTED);
+                reason = reason.replace(&format!("\"{user}\""), "\"***\"");
             }
             eyre!(
                 "cannot connect to PostgreSQL at {shown} (sslmode {}): {reason}",

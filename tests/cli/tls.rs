@@ -4,13 +4,32 @@
 use super::*;
 
 fn recover_with(db: &TrinityDb, fleet: &Fleet, redis_url: &str, extra: &[&str]) -> Out {
+    recover_with_env(db, fleet, redis_url, extra, &[])
+}
+
+fn recover_with_env(
+    db: &TrinityDb,
+    fleet: &Fleet,
+    redis_url: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Out {
     let template = fleet.template();
-    let mut args = vec!["recover", "--apply", "-o", "json", "--agent-url", &template];
-    args.extend(["--redis-url", redis_url]);
-    let db_args = db.args();
-    args.extend(db_args.iter().map(String::as_str));
-    args.extend(extra);
-    run(&args)
+    let mut command = command();
+    command.args(["recover", "--apply", "-o", "json", "--agent-url", &template]);
+    command
+        .args(["--redis-url", redis_url])
+        .args(db.args())
+        .args(extra);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    Out {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
 #[test]
@@ -42,9 +61,23 @@ fn rediss_speaks_tls_and_trusts_the_ca_of_ca_cert() {
         "released over TLS"
     );
 
+    // --ca-cert adds to the system's roots, never replaces them (here the system's roots are
+    // the harness CA, through SSL_CERT_FILE), and leaves a plain redis:// URL plain.
+    let other = TestCa::new();
+    let other_pem = other.ca_pem.to_str().unwrap();
+    let out = recover_with_env(
+        &db,
+        &fleet,
+        &redis.tls_url(),
+        &["--ca-cert", other_pem],
+        &[("SSL_CERT_FILE", ca_cert)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = recover_with(&db, &fleet, &redis.url(), &["--ca-cert", ca_cert]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
     // Without the CA, or with another one: exit 1, one line naming the certificate problem, and
     // no password in it.
-    let other = TestCa::new();
     let with_password = redis
         .tls_url()
         .replace("rediss://", "rediss://:tls-S3KRIT@");
@@ -77,6 +110,16 @@ fn a_ca_cert_that_is_not_a_certificate_is_a_clear_error() {
         let out = run(&["scan", "--no-redis", "--db", db.path(), "--ca-cert", path]);
         assert_eq!(out.code, 1, "{}", out.stderr);
         assert!(out.stderr.contains(path), "{}", out.stderr);
+    }
+    // An empty TRINITY_CA_CERT, or empty entries in it, mean no extra roots.
+    for value in ["", ":", "::"] {
+        let output = command()
+            .args(["scan", "--no-redis", "--db", db.path()])
+            .args(["--agent-url", "http://127.0.0.1:1/{agent}"])
+            .env("TRINITY_CA_CERT", value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{value:?}: {output:?}");
     }
 }
 
@@ -207,6 +250,26 @@ fn postgres_speaks_tls_with_libpqs_sslmodes() {
     fails(
         scan("127.0.0.1", "?sslmode=disable", &[], &[]),
         "no encryption",
+    );
+    // sslrootcert pins the roots, as in libpq: --ca-cert does not widen them.
+    fails(
+        scan(
+            "localhost",
+            &format!("?sslmode=verify-full&sslrootcert={other_pem}"),
+            &[],
+            &["--ca-cert", &ca_pem],
+        ),
+        "UnknownIssuer",
+    );
+    // Other parameters reach the server exactly as written (a space in `options` included).
+    fails(
+        scan(
+            "127.0.0.1",
+            "?options=-c%20search_path%3Dnowhere&sslmode=require",
+            &[],
+            &[],
+        ),
+        "no table schedule_executions",
     );
     fails(
         scan("127.0.0.1", "?sslmode=bogus", &[], &[]),
