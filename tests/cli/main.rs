@@ -102,13 +102,22 @@ impl Out {
     }
 }
 
-fn run(args: &[&str]) -> Out {
-    let output = command().args(args).output().expect("run trinity-watchdog");
-    Out {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+impl From<std::process::Output> for Out {
+    fn from(output: std::process::Output) -> Out {
+        Out {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
+}
+
+fn run(args: &[&str]) -> Out {
+    command()
+        .args(args)
+        .output()
+        .expect("run trinity-watchdog")
+        .into()
 }
 
 /// A Trinity deployment: database, agent fleet and (usually) Redis.

@@ -48,11 +48,7 @@ pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 pub(crate) fn finish(child: std::process::Child) -> Out {
     let output = child.wait_with_output().expect("wait");
-    Out {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Out::from(output)
 }
 
 // --- Safety limits ---------------------------------------------------------------------------

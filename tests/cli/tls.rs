@@ -25,11 +25,7 @@ fn recover_with_env(
         command.env(key, value);
     }
     let output = command.output().unwrap();
-    Out {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Out::from(output)
 }
 
 #[test]
@@ -163,11 +159,7 @@ fn postgres_speaks_tls_with_libpqs_sslmodes() {
             command.env(key, value);
         }
         let output = command.output().unwrap();
-        let out = Out {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
+        let out = Out::from(output);
         assert!(
             !out.stderr.contains("pg-S3KRIT") && !out.stdout.contains("pg-S3KRIT"),
             "{}",

@@ -154,11 +154,7 @@ fn the_command_line_wins_over_the_environment() {
             command.env(key, value);
         }
         let output = command.output().unwrap();
-        Out {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Out::from(output)
     };
     let out = scan(&[("DATABASE_URL", &elsewhere)], &["--db", w.db.path()]);
     assert_eq!(out.code, 0, "--db beats DATABASE_URL: {}", out.stderr);
