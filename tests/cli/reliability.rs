@@ -687,16 +687,7 @@ fn redis_dying_mid_apply_keeps_the_writes_reports_releases_failed_and_converges(
     let url = w.redis.as_ref().unwrap().url();
     let hook = Hook(Arc::new(move |kind, agent: &mut FakeAgent| {
         if kind == "running" && agent.requests == 2 {
-            let mut conn = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            let _: () = redis::cmd("CLIENT")
-                .arg("PAUSE")
-                .arg(7000)
-                .arg("ALL")
-                .query(&mut conn)
-                .unwrap();
+            pause_redis(&url, 7000, "ALL");
         }
     }));
     w.fleet.set(

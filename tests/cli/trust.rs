@@ -569,16 +569,7 @@ fn a_signal_during_the_releases_finishes_them() {
     // While the original error is fetched, Redis holds back writes for 2.5 s: the releases wait.
     let hook = Hook(Arc::new(move |kind, _agent: &mut FakeAgent| {
         if kind == "last-error" {
-            let mut conn = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            let _: () = redis::cmd("CLIENT")
-                .arg("PAUSE")
-                .arg(2500)
-                .arg("WRITE")
-                .query(&mut conn)
-                .unwrap();
+            pause_redis(&url, 2500, "WRITE");
         }
     }));
     w.fleet.set(

@@ -449,6 +449,21 @@ impl Hook {
     }
 }
 
+/// `CLIENT PAUSE millis mode` (`ALL` or `WRITE`) on the Redis at `url`: it holds back commands
+/// for a while (a hook's way to make Redis stall at a chosen moment).
+pub fn pause_redis(url: &str, millis: u64, mode: &str) {
+    let mut conn = redis::Client::open(url)
+        .expect("client")
+        .get_connection()
+        .expect("redis connection");
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(millis)
+        .arg(mode)
+        .query(&mut conn)
+        .expect("CLIENT PAUSE");
+}
+
 impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Hook")
