@@ -26,7 +26,7 @@ use crate::redact::scrub;
 use crate::snapshot::AgentReport;
 use crate::store::FailRow;
 
-pub(crate) const NOT_STARTED: &str = "not started: the apply was interrupted";
+const NOT_STARTED: &str = "not started: the apply was interrupted";
 /// Guarded writes committed together (each in its own savepoint): short enough to hold the write
 /// lock only briefly, long enough to spare a commit per row.
 const WRITE_BATCH: usize = 200;
@@ -69,9 +69,9 @@ pub(crate) async fn apply(
     let started = Instant::now();
     let mut terminations = terminate_all(plan, sources, concurrency, guard).await;
     log.info(&format!(
-        "apply: {} terminate calls in {} ms",
-        terminations.len(),
-        millis(started.elapsed())
+        "apply: terminates done in {} ms ({} processes terminated whose rows are to be failed)",
+        millis(started.elapsed()),
+        terminations.len()
     ));
 
     let mut to_write = Vec::new();
