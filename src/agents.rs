@@ -12,6 +12,7 @@ use reqwest::{Method, StatusCode};
 use sha2::Sha256;
 use url::Url;
 
+use crate::broken::{Rule, broken};
 use crate::redact::{Secret, redact_url, scrub};
 use crate::snapshot::{AgentAnswer, AgentReport};
 use crate::tls::CaCerts;
@@ -221,7 +222,14 @@ impl AgentClient {
             }
             parse_answer(&read_capped(response).await?)
         }
-        .await;
+        .await
+        .or_else(|reason| {
+            if broken(Rule::Unreachable) {
+                Ok(AgentAnswer::default())
+            } else {
+                Err(reason)
+            }
+        });
         AgentReport {
             name: agent.to_owned(),
             latency_ms: Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),

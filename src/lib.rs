@@ -4,7 +4,7 @@
 //!
 //! The modules form layers, and imports point down (only the clap pair `cli` ↔ `commands` points
 //! both ways):
-//! - helpers: `atomic_file`, `exit_code`, `host`, `log`, `redact`, `timestamp`, `tls`;
+//! - helpers: `atomic_file`, `broken`, `exit_code`, `host`, `log`, `redact`, `timestamp`, `tls`;
 //! - the pure domain: `snapshot`, `plan`, `safety`, `reviewed`;
 //! - adapters: `store`, `agents`, `capacity` (Redis), `audit`;
 //! - orchestration: `gather`, `lock`, `guard`, `apply`, `reconcile`;
@@ -13,6 +13,7 @@
 
 // Helpers.
 mod atomic_file;
+mod broken;
 mod exit_code;
 mod host;
 mod log;
@@ -96,6 +97,7 @@ mod tests {
     const LAYERS: [&[&str]; 6] = [
         &[
             "atomic_file",
+            "broken",
             "exit_code",
             "host",
             "log",

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::broken::{Rule, broken};
 use crate::snapshot::{AgentAnswer, AgentReport, Row, Slot, Snapshot, Status};
 use crate::timestamp::human_duration;
 
@@ -671,7 +672,7 @@ impl<'a> Planner<'a> {
                 "agent does not know it yet; still within the grace period".to_owned(),
             );
         }
-        if self.is_in_flight(&row.id) {
+        if self.is_in_flight(&row.id) && !broken(Rule::InFlight) {
             return item(
                 Verdict::InFlight,
                 "a backend worker is still dispatching it (in-flight marker present)".to_owned(),

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use crate::broken::{Rule, broken};
+
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Every `running` row (leased ones too, so their ids are never taken for untracked work),
@@ -139,7 +141,9 @@ impl AgentAnswer {
     /// Known = running, recently completed or pending.
     pub fn knows(&self, id: &str) -> bool {
         let listed = |list: &Option<Vec<String>>| list.iter().flatten().any(|known| known == id);
-        self.runs(id) || listed(&self.recently_completed) || listed(&self.pending)
+        self.runs(id)
+            || listed(&self.recently_completed)
+            || (listed(&self.pending) && !broken(Rule::Pending))
     }
 }
 

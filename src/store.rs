@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use color_eyre::eyre::{Result, bail};
 
+use crate::broken::{Rule, broken};
 use crate::redact::Secret;
 use crate::snapshot::{OwnedAgents, Row, Status};
 use crate::timestamp;
@@ -60,6 +61,16 @@ const REQUIRED_COLUMNS: [&str; 8] = [
 /// The guarded write, both dialects: `{completed}` is how the completion time is bound.
 const FAIL_SQL: &str = "UPDATE schedule_executions SET status = 'failed', completed_at = {completed}, \
      duration_ms = {duration}, error = {error} WHERE id = {id} AND status = 'running'";
+
+/// The guarded write, or (only in a soak build told to break that rule) the write without its guard.
+fn fail_sql() -> String {
+    if broken(Rule::Unguarded) {
+        FAIL_SQL.replace(" AND status = 'running'", "")
+    } else {
+        FAIL_SQL.to_owned()
+    }
+}
+
 /// Closing the execution's paired activity, in the same transaction as a won guarded write
 /// (Trinity's #1804/#1863: whoever wins the terminal write closes it); a `tool_call` that
 /// shares the id is never touched.

@@ -16,7 +16,7 @@ use crate::tls::{self, CaCerts, Verify};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    CLOSE_ACTIVITIES_SQL, DatabaseLock, FAIL_SQL, FailRow, PostgresConfig, RawRow, Schema, Tables,
+    CLOSE_ACTIVITIES_SQL, DatabaseLock, FailRow, PostgresConfig, RawRow, Schema, Tables, fail_sql,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -336,7 +336,7 @@ impl Postgres {
         };
         let mut tx = self.client.transaction().await.map_err(failed)?;
         let statement = tx
-            .prepare(&bind(FAIL_SQL, &self.completed_cast))
+            .prepare(&bind(&fail_sql(), &self.completed_cast))
             .await
             .map_err(failed)?;
         let close = match self.schema.has_activities {

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use crate::snapshot::OwnedAgents;
 
-use super::{CLOSE_ACTIVITIES_SQL, DatabaseLock, FAIL_SQL, FailRow, RawRow, Schema, Tables};
+use super::{CLOSE_ACTIVITIES_SQL, DatabaseLock, FailRow, RawRow, Schema, Tables, fail_sql};
 
 /// How long a write waits for another writer (Trinity's backend) to let go of the database.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -149,7 +149,7 @@ impl Sqlite {
                 .replace("{error}", "?3")
                 .replace("{id}", "?4")
         };
-        let (sql, close) = (bind(FAIL_SQL), bind(CLOSE_ACTIVITIES_SQL));
+        let (sql, close) = (bind(&fail_sql()), bind(CLOSE_ACTIVITIES_SQL));
         let closes = self.schema.has_activities;
         let mut tx = self
             .conn

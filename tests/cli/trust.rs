@@ -934,3 +934,58 @@ fn the_systemd_unit_has_a_start_timeout() {
         "{unit}"
     );
 }
+
+/// The soak breaks one safety rule at a time through `TRINITY_WATCHDOG_BREAK`, but only in a
+/// build with the test-only `soak-broken-rules` feature (src/broken.rs): a normal build keeps
+/// every rule whatever the variable says. (Run against a build with the feature, this test fails,
+/// as it should.)
+#[test]
+fn the_soaks_switch_to_break_a_safety_rule_does_nothing_in_a_normal_build() {
+    for rule in ["inflight", "pending", "unguarded", "unreachable"] {
+        let w = World::new();
+        w.db.add_agent("alpha", None);
+        w.db.add_agent("beta", None);
+        w.db.add_execution("dispatching-1", "alpha", "running", &ago(600));
+        w.db.add_execution("pending-1", "alpha", "running", &ago(600));
+        w.db.add_execution("finishing-1", "alpha", "running", &ago(600));
+        w.db.add_execution("beta-1", "beta", "running", &ago(600));
+        set_key(&mut w.redis(), "execution:inflight:dispatching-1", "1");
+        w.fleet.set(
+            "alpha",
+            FakeAgent {
+                pending: Some(vec!["pending-1".into()]),
+                hook: Some(Hook::completing_at_recheck(&w.db.handle, "finishing-1")),
+                ..FakeAgent::running(&[])
+            },
+        );
+        w.fleet
+            .set("beta", FakeAgent::answering(Answer::Status(500)));
+        let mut args = vec!["scan", "--apply", "-o", "json", "--http-timeout", "2s"];
+        let (db, template) = (w.db.args(), w.fleet.template());
+        let redis = w.redis.as_ref().expect("redis").url();
+        args.extend(db.iter().map(String::as_str));
+        args.extend(["--agent-url", &template, "--redis-url", &redis]);
+        let out = Out::from(
+            command()
+                .args(&args)
+                .env("TRINITY_WATCHDOG_BREAK", rule)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(out.code, 0, "{rule}: {}", out.stderr);
+        assert_eq!(
+            out.items(),
+            [
+                item("dispatching-1", "in_flight", "none", "null"),
+                item("finishing-1", "orphaned", "fail", "race_lost"),
+                item("pending-1", "healthy", "none", "null"),
+                item("beta-1", "unreachable", "none", "null"),
+            ],
+            "{rule}"
+        );
+        assert_eq!(w.db.row("finishing-1").status, "success", "{rule}");
+        for id in ["dispatching-1", "pending-1", "beta-1"] {
+            assert_eq!(w.db.row(id).status, "running", "{rule}: {id}");
+        }
+    }
+}

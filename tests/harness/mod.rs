@@ -945,32 +945,8 @@ impl RedisServer {
                 .local_addr()
                 .ok()?
                 .port();
-            let mut command = Command::new("redis-server");
-            command
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .args(extra)
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let mut child = match command.spawn() {
-                Ok(child) => child,
-                Err(_) => return None,
-            };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // lost the port race: try another
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            match spawn_redis(port, dir.path(), extra) {
+                Spawned::Up(child) => {
                     return Some(RedisServer {
                         child,
                         port,
@@ -978,12 +954,31 @@ impl RedisServer {
                         dir,
                     });
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                Spawned::PortTaken => continue,
+                Spawned::NotInstalled => return None,
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         None
+    }
+
+    /// Saves the data to the server's directory and stops the server (a restart's first half;
+    /// `start_again` brings it back with the same data, as a persistent Redis would).
+    pub fn stop_saving(&mut self) {
+        if let Ok(mut conn) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
+            let _: redis::RedisResult<()> = redis::cmd("SAVE").query(&mut conn);
+        }
+        self.stop();
+    }
+
+    /// Starts the stopped server again on its port, from the data `stop_saving` left.
+    pub fn start_again(&mut self) -> bool {
+        match spawn_redis(self.port, self.dir.path(), &[]) {
+            Spawned::Up(child) => {
+                self.child = child;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A redis-server that also speaks TLS, with `ca`'s server certificate, on `tls_port`.
@@ -1046,6 +1041,48 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+enum Spawned {
+    Up(Child),
+    PortTaken,
+    NotInstalled,
+}
+
+/// Starts a redis-server on `port` with its data in `dir` and waits until it accepts.
+fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) -> Spawned {
+    let mut command = Command::new("redis-server");
+    command
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let Ok(mut child) = command.spawn() else {
+        return Spawned::NotInstalled;
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Spawned::PortTaken;
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Spawned::Up(child);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Spawned::PortTaken
 }
 
 /// A slot as Trinity acquires it: ZSET member plus metadata hash.
