@@ -12,7 +12,7 @@
 //! end; everything else is `skipped` ("not started").
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
@@ -30,6 +30,10 @@ const NOT_STARTED: &str = "not started: the apply was interrupted";
 /// Guarded writes committed together (each in its own savepoint): short enough to hold the write
 /// lock only briefly, long enough to spare a commit per row.
 const WRITE_BATCH: usize = 200;
+/// An agent unregisters a finished process a moment before the backend writes `success`; an older
+/// image (no `recently_completed_ids`) does not report that moment. Its orphans are re-checked
+/// only once they have been unknown this long, so that a finished execution's own write wins.
+pub(crate) const SETTLE: Duration = Duration::from_secs(5);
 
 /// How an apply goes about its work.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +43,8 @@ pub(crate) struct Options {
     /// `--events`: whether won writes are announced on Trinity's event stream.
     pub events: EventsMode,
     pub log: Log,
+    /// When the plan was made: its agents' answers are at least this old.
+    pub planned: Instant,
 }
 
 /// Carries out every action of the plan; each outcome lands on its item and in the audit log.
@@ -52,6 +58,7 @@ pub(crate) async fn apply(
         concurrency,
         events,
         log,
+        planned,
     } = options;
     // Actions a saved plan already skipped (their facts changed) are in the trail too.
     for item in plan.items.iter().filter(|item| item.outcome.is_some()) {
@@ -59,7 +66,7 @@ pub(crate) async fn apply(
     }
     if !guard.interrupted() {
         let started = Instant::now();
-        recheck_orphans(plan, sources, guard).await;
+        recheck_orphans(plan, sources, guard, planned).await;
         log.info(&format!(
             "apply: re-checked agents of orphans in {} ms",
             millis(started.elapsed())
@@ -424,8 +431,9 @@ async fn release_all(
 }
 
 /// Asks each agent with orphans once more; an orphan is skipped when its agent now knows it or
-/// no longer answers: the world moved on since the plan was built.
-async fn recheck_orphans(plan: &mut Plan, sources: &Sources, guard: &ApplyGuard) {
+/// no longer answers: the world moved on since the plan was built. When an agent of an older image
+/// (no `recently_completed_ids`) has orphans, the re-check waits until `SETTLE` after the plan.
+async fn recheck_orphans(plan: &mut Plan, sources: &Sources, guard: &ApplyGuard, planned: Instant) {
     let is_orphan = |item: &Item| {
         item.verdict == Verdict::Orphaned && item.action == Action::Fail && item.outcome.is_none()
     };
@@ -437,6 +445,17 @@ async fn recheck_orphans(plan: &mut Plan, sources: &Sources, guard: &ApplyGuard)
         .collect();
     if agents.is_empty() {
         return;
+    }
+    let old_image = plan
+        .agents
+        .iter()
+        .any(|agent| agent.recently_completed.is_none() && agents.contains(&agent.name));
+    if old_image {
+        // Interruptible: a signal is heard within a tick.
+        while !guard.interrupted() && planned.elapsed() < SETTLE {
+            let left = SETTLE.saturating_sub(planned.elapsed());
+            tokio::time::sleep(left.min(Duration::from_millis(50))).await;
+        }
     }
     let agents: Vec<String> = agents.into_iter().collect();
     let reports = sources

@@ -200,6 +200,7 @@ async fn guarded(
 ) -> Result<Report> {
     let mut report =
         gather_and_plan(sources, config, request, saved, database, Some(guard)).await?;
+    let planned = Instant::now();
     let plan = &mut report.plan;
     if guard.interrupted() {
         apply::skip_all(plan, guard);
@@ -212,6 +213,7 @@ async fn guarded(
             concurrency: config.agents.concurrency,
             events: config.events,
             log: config.log,
+            planned,
         };
         apply::apply(plan, sources, guard, options).await;
         report.timings.apply_ms = gather::millis(started.elapsed());

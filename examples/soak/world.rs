@@ -113,6 +113,8 @@ pub enum Fate {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
+    /// The backend has taken the slot; the marker and the row follow (`start_step`).
+    Starting,
     Dispatching,
     Pending,
     Running,
@@ -153,6 +155,12 @@ pub struct Exec {
     pub zombie_at: Option<Instant>,
     /// How the process stopped: `finished`, `restart`, `cancel` or `tool`.
     pub ended: &'static str,
+    pub schedule_id: String,
+    /// While `Starting`: 0 = slot taken, 1 = marker set; the row is next.
+    pub start_step: u8,
+    pub next_at: Instant,
+    /// When the backend releases the slot of the row it wrote.
+    pub release_at: Option<Instant>,
 }
 
 impl Exec {
@@ -440,24 +448,55 @@ impl World {
                 .arg(score),
         );
         self.redis_cmd::<()>(redis::cmd("EXPIRE").arg(&slot_key).arg(timeout_s + 300));
-        let marker = self
-            .redis_cmd::<()>(
-                redis::cmd("SET")
-                    .arg(format!("execution:inflight:{id}"))
-                    .arg("1")
-                    .arg("EX")
-                    .arg(30),
-            )
-            .is_some();
-        let queue_lock = self
-            .redis_cmd::<Option<String>>(
-                redis::cmd("SET")
-                    .arg(format!("agent:running:{agent}"))
-                    .arg(serde_json::json!({"id": id}).to_string())
-                    .arg("NX"),
-            )
-            .flatten()
-            .is_some();
+        let now = Instant::now();
+        let exec = Exec {
+            kind: Kind::Schedule,
+            fate: self.fate(),
+            phase: Phase::Starting,
+            started,
+            timeout_s,
+            slot: true,
+            schedule_id,
+            next_at: now + Duration::from_millis(self.rng.random_range(0..150)),
+            ..self.blank(&agent)
+        };
+        self.execs.insert(id, exec);
+        *self.counts.entry("executions started").or_default() += 1;
+    }
+
+    /// The steps of a start after the slot, each a moment apart so that the tool can see the
+    /// world between them: the in-flight marker (and the queue lock, if free), then the row and
+    /// its activity; the dispatch follows after a delay.
+    fn continue_start(&mut self, id: &str, now: Instant) {
+        let exec = &self.execs[id];
+        let agent = exec.agent.clone();
+        if exec.start_step == 0 {
+            let marker = self
+                .redis_cmd::<()>(
+                    redis::cmd("SET")
+                        .arg(format!("execution:inflight:{id}"))
+                        .arg("1")
+                        .arg("EX")
+                        .arg(30),
+                )
+                .is_some();
+            let queue_lock = self
+                .redis_cmd::<Option<String>>(
+                    redis::cmd("SET")
+                        .arg(format!("agent:running:{agent}"))
+                        .arg(serde_json::json!({"id": id}).to_string())
+                        .arg("NX"),
+                )
+                .flatten()
+                .is_some();
+            let next = now + Duration::from_millis(self.rng.random_range(0..150));
+            let exec = self.execs.get_mut(id).expect("exec");
+            (exec.marker, exec.queue_lock, exec.start_step, exec.next_at) =
+                (marker, queue_lock, 1, next);
+            return;
+        }
+        let (fate, timeout_s, schedule_id) = (exec.fate, exec.timeout_s, exec.schedule_id.clone());
+        let started = Utc::now();
         self.db
             .execute(
                 "INSERT INTO schedule_executions (id, schedule_id, agent_name, status, started_at, message, triggered_by, claude_session_id) VALUES (?1, ?2, ?3, 'running', ?4, 'work', 'schedule', 'dispatched')",
@@ -470,8 +509,6 @@ impl World {
                 params![format!("act-{id}"), agent, format_time(started), id],
             )
             .expect("insert activity");
-        let fate = self.fate();
-        let now = Instant::now();
         // Most dispatches are quick; some wait behind a busy backend worker for longer than the
         // grace, so that only the in-flight marker keeps them alive.
         let dispatch = if self.rng.random_bool(0.15) {
@@ -487,27 +524,14 @@ impl World {
         };
         let zombie_at = (fate == Fate::Zombie)
             .then(|| now + dispatch + Duration::from_millis(self.rng.random_range(500..3000)));
-        let exec = Exec {
-            agent: agent.clone(),
-            kind: Kind::Schedule,
-            fate,
-            phase: Phase::Dispatching,
-            started,
-            timeout_s,
-            dispatch_at: now + dispatch,
-            run_at: now + dispatch,
-            ends_at: now + dispatch + run_time,
-            alive_until: None,
-            write_at: None,
-            row: RowBelief::Running,
-            slot: true,
-            marker,
-            queue_lock,
-            zombie_at,
-            ended: "",
-        };
-        self.execs.insert(id.clone(), exec);
-        *self.counts.entry("executions started").or_default() += 1;
+        let exec = self.execs.get_mut(id).expect("exec");
+        exec.phase = Phase::Dispatching;
+        exec.row = RowBelief::Running;
+        exec.started = started;
+        exec.dispatch_at = now + dispatch;
+        exec.run_at = now + dispatch;
+        exec.ends_at = now + dispatch + run_time;
+        exec.zombie_at = zombie_at;
         if fate != Fate::Normal {
             self.event("fate", format!("{id} on {agent}: {fate:?}"));
         }
@@ -520,6 +544,7 @@ impl World {
         let agent = exec.agent.clone();
         let agent_up = self.agents[&agent].mode == Mode::Up;
         match exec.phase {
+            Phase::Starting if now >= exec.next_at => self.continue_start(id, now),
             Phase::Dispatching if now >= exec.dispatch_at && agent_up => {
                 let new_image = self.agents[&agent].new_image;
                 let pending = new_image && self.rng.random_bool(0.3);
@@ -588,13 +613,19 @@ impl World {
                 let written = self.write_terminal(id, "success", None);
                 self.execs.get_mut(id).expect("exec").write_at = None;
                 if written && fate != Fate::LeakSlot {
-                    self.release(id);
+                    // The release follows the write a moment later, as in Trinity.
+                    let at = now + Duration::from_millis(self.rng.random_range(0..200));
+                    self.execs.get_mut(id).expect("exec").release_at = Some(at);
                 } else if written {
                     self.event(
                         "slot leak",
                         format!("{id} on {agent}: row success, slot never released"),
                     );
                 }
+            }
+            Phase::Ended if exec.release_at.is_some_and(|at| now >= at) => {
+                self.execs.get_mut(id).expect("exec").release_at = None;
+                self.release(id);
             }
             _ => {}
         }
@@ -797,6 +828,10 @@ impl World {
             queue_lock: false,
             zombie_at: None,
             ended: "",
+            schedule_id: String::new(),
+            start_step: 0,
+            next_at: now,
+            release_at: None,
         }
     }
 
@@ -1019,15 +1054,16 @@ impl World {
                         );
                     } else if alive {
                         self.violation(Invariant::FalseKill, detail);
-                    } else if finishing && new_image {
+                    } else if finishing {
+                        // Not dead: it had succeeded, and the backend was writing it. A result lost.
+                        let image = if new_image {
+                            "its agent listed it as recently completed"
+                        } else {
+                            "an older image does not report that moment"
+                        };
                         self.violation(
                             Invariant::FalseKill,
-                            format!("{detail}; it had finished and its agent listed it as recently completed"),
-                        );
-                    } else if finishing {
-                        self.event(
-                            "completion gap (old image)",
-                            format!("{detail}; it had finished, the backend had not written it yet, and an old image does not say so"),
+                            format!("{detail}; it had finished and the backend was about to write success ({image})"),
                         );
                     } else {
                         self.event("failed by the tool", detail);
@@ -1077,7 +1113,7 @@ impl World {
             if members[&exec.agent].contains_key(&id) {
                 continue;
             }
-            let live = exec.alive() && (exec.row == RowBelief::Running || exec.kind == Kind::Chat);
+            let live = exec.alive() && !matches!(exec.row, RowBelief::Terminal { .. });
             let detail = format!(
                 "{id} on {}: slot released while {} ({:?}, {:?})",
                 exec.agent,
@@ -1148,6 +1184,7 @@ impl World {
         let mut missed = Vec::new();
         for (id, exec) in &self.execs {
             let settling = exec.write_at.is_some()
+                || exec.release_at.is_some()
                 || exec
                     .alive_until
                     .is_some_and(|until| Utc::now() - until < chrono::Duration::seconds(1));

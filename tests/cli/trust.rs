@@ -989,3 +989,47 @@ fn the_soaks_switch_to_break_a_safety_rule_does_nothing_in_a_normal_build() {
         }
     }
 }
+
+/// Found by the soak: an agent unregisters a finished process a moment before the backend writes
+/// `success`, and an older image (no `recently_completed_ids`) does not say so. An apply that
+/// re-checked such an agent at once failed the finished execution (its result lost) whenever it
+/// ran inside that moment. Now the orphans of such an agent are re-checked only once they have been
+/// unknown for the settle time, so the backend's write lands first and the tool's is `race_lost`.
+#[test]
+fn an_old_images_orphan_is_failed_only_after_the_completion_gap() {
+    let w = World::new();
+    w.db.add_agent("alpha", None);
+    w.db.add_execution("done-1", "alpha", "running", &ago(600));
+    let db = w.db.handle.clone();
+    let hook = Hook(Arc::new(move |kind, agent: &mut FakeAgent| {
+        if kind == "running" && agent.requests == 1 {
+            // The tool's scan saw the agent without the finished id; the backend writes it 1 s later.
+            let db = db.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                db.execute(
+                    "UPDATE schedule_executions SET status = 'success', completed_at = '2026-01-01T00:00:00Z' \
+                     WHERE id = 'done-1' AND status = 'running'",
+                );
+            });
+        }
+    }));
+    w.fleet.set(
+        "alpha",
+        FakeAgent {
+            recently_completed: None,
+            pending: None,
+            hook: Some(hook),
+            ..FakeAgent::running(&[])
+        },
+    );
+    let out = w.apply_json("scan");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.items(),
+        [item("done-1", "orphaned", "fail", "race_lost")],
+        "{}",
+        out.stderr
+    );
+    assert_eq!(w.db.row("done-1").status, "success");
+}
