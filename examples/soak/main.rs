@@ -29,7 +29,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
-use world::{GRACE, HTTP_TIMEOUT, Invariant, Shared, World};
+use world::{GRACE, HTTP_TIMEOUT, Invariant, Shared, TERMINATE_TIMEOUT, World};
 
 #[derive(Parser, Debug)]
 #[command(about = "Soak trinity-watchdog against a simulated live Trinity under chaos")]
@@ -163,7 +163,7 @@ fn main() {
             "--http-timeout".into(),
             format!("{}ms", HTTP_TIMEOUT.as_millis()),
             "--terminate-timeout".into(),
-            "3s".into(),
+            format!("{}s", TERMINATE_TIMEOUT.as_secs()),
             "--audit-log".into(),
             audit.display().to_string(),
         ]);
@@ -188,8 +188,8 @@ fn main() {
         let batch = match (chaotic, rng.random_range(0..100)) {
             (false, _) => Batch::One,
             (true, 0..7) => Batch::Two,
-            (true, 7..14) => Batch::Term,
-            (true, 14..20) => Batch::Kill,
+            (true, 7..19) => Batch::Term,
+            (true, 19..27) => Batch::Kill,
             _ => Batch::One,
         };
         let restart_redis = chaotic
@@ -210,6 +210,7 @@ fn main() {
             w.effects = world::Effects::default();
             for agent in w.agents.values_mut() {
                 agent.gets = 0;
+                agent.answered = 0;
             }
             let detail = format!("{batch:?}");
             w.event("tool batch", detail);
@@ -270,23 +271,24 @@ fn main() {
     }
 }
 
-/// Builds the release binary (with one rule broken: the test-only feature, into its own file).
+/// Builds the release binary; with a rule to break, the test-only feature build, in its own
+/// target directory so that target/release/trinity-watchdog stays the real one.
 fn build(broken: Option<&str>) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = match broken {
+        Some(_) => root.join("target/soak-broken-rules"),
+        None => root.join("target"),
+    };
     let mut command = Command::new(cargo);
     command.args(["build", "--release", "--quiet", "--bin", "trinity-watchdog"]);
+    command.arg("--target-dir").arg(&target);
     if broken.is_some() {
         command.args(["--features", "soak-broken-rules"]);
     }
     let status = command.status().expect("run cargo build");
     assert!(status.success(), "cargo build --release failed");
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/trinity-watchdog");
-    if broken.is_none() {
-        return built;
-    }
-    let copy = built.with_file_name("trinity-watchdog-soak-broken-rules");
-    std::fs::copy(&built, &copy).expect("copy the broken build");
-    copy
+    target.join("release/trinity-watchdog")
 }
 
 fn run_tool(
@@ -441,6 +443,8 @@ fn judge(
                 // Signalled before the tool installed its handler: nothing had begun.
                 (_, Some(libc::SIGTERM)) if run.sent == Some(libc::SIGTERM) => None,
                 (_, Some(_)) => bad("crashed"),
+                (Some(1), _) if redis_down => None,
+                (Some(_), _) if redis_down => bad("Redis was down, yet no fatal error (exit 1)"),
                 (Some(0), _) if json.is_none() => bad("no JSON"),
                 (Some(0), _) if failed => bad("exit 0 with a failed outcome"),
                 (Some(0), _) => None,
@@ -462,7 +466,6 @@ fn judge(
                     bad("exit 130 without an interrupted plan on stdout")
                 }
                 (Some(130), _) => None,
-                (Some(1), _) if redis_down => None,
                 (Some(1), _) => bad("fatal error"),
                 (Some(_), _) => bad("unexpected exit code"),
                 _ => bad("no exit status"),
@@ -473,6 +476,19 @@ fn judge(
         }
         if let Some(json) = json {
             for item in json["items"].as_array().into_iter().flatten() {
+                let agent = item["agent"].as_str().unwrap_or("");
+                let answered = w.agents.get(agent).map_or(0, |a| a.answered);
+                if runs.len() == 1
+                    && item["verdict"] == "orphaned"
+                    && item["outcome"] == "applied"
+                    && answered < 2
+                {
+                    let id = item["execution_id"].as_str().unwrap_or("?");
+                    w.violation(
+                        Invariant::FalseKill,
+                        format!("{id} on {agent}: failed as orphaned, but its agent answered {answered} of the plan's and the re-check's requests (unknown is never dead)"),
+                    );
+                }
                 if item["outcome"] == "applied" {
                     let verdict = item["verdict"].as_str().unwrap_or("?").to_owned();
                     *stats.applied.entry(verdict).or_default() += 1;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rand::RngExt;
 
-use crate::world::{HTTP_TIMEOUT, Mode, Shared, format_time};
+use crate::world::{HTTP_TIMEOUT, Mode, Shared, TERMINATE_TIMEOUT, format_time};
 
 /// Serves the agents until the process ends; returns the `--agent-url` template.
 pub fn start(world: Shared) -> String {
@@ -41,6 +41,7 @@ fn lists(world: &Shared, agent: &str) -> Option<(Mode, String)> {
     let mode = world.agents.get(agent)?.mode;
     if mode == Mode::Up {
         world.on_get(agent);
+        world.agents.get_mut(agent).expect("agent").answered += 1;
     }
     let (running, pending, recent) = world.lists(agent);
     let executions: Vec<_> = running
@@ -81,29 +82,45 @@ async fn terminate(
     State(world): State<Shared>,
     Path((agent, id)): Path<(String, String)>,
 ) -> Response {
-    let (known, delay) = {
+    let (answer, delay) = {
         let mut world = world.lock().unwrap();
-        match world.agents.get(&agent).map(|a| a.mode) {
-            None => return StatusCode::NOT_FOUND.into_response(),
-            Some(Mode::Up) => {}
-            Some(_) => {
+        let Some(mode) = world.agents.get(&agent).map(|a| a.mode) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        match mode {
+            Mode::Up => {
+                let delay = Duration::from_millis(world.rng.random_range(50..800));
+                let answer = if world.on_terminate(&agent, &id) {
+                    StatusCode::OK
+                } else {
+                    StatusCode::NOT_FOUND
+                };
+                (answer, delay)
+            }
+            // Past the tool's --terminate-timeout; the work goes on.
+            Mode::Stalling => {
                 world.effects.terminates.insert(id);
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    TERMINATE_TIMEOUT + Duration::from_secs(1),
+                )
+            }
+            _ => {
+                world.effects.terminates.insert(id);
+                (StatusCode::SERVICE_UNAVAILABLE, Duration::ZERO)
             }
         }
-        let delay = Duration::from_millis(world.rng.random_range(50..800));
-        (world.on_terminate(&agent, &id), delay)
     };
     // The process is gone at once; the agent answers after its SIGINT has been handled.
     tokio::time::sleep(delay).await;
-    if known {
-        (
+    match answer {
+        StatusCode::OK => (
             [("content-type", "application/json")],
             "{\"status\":\"terminated\"}",
         )
-            .into_response()
-    } else {
-        (StatusCode::NOT_FOUND, "{\"detail\":\"not found\"}").into_response()
+            .into_response(),
+        StatusCode::NOT_FOUND => (answer, "{\"detail\":\"not found\"}").into_response(),
+        _ => answer.into_response(),
     }
 }
 

@@ -22,6 +22,8 @@ pub const RECENT_WINDOW: Duration = Duration::from_secs(20);
 pub const GRACE: Duration = Duration::from_secs(3);
 /// The tool's `--http-timeout`; a stalled agent answers later than this.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(1);
+/// The tool's `--terminate-timeout`; a stalled agent's terminate answers later than this.
+pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The invariants: the soak fails when any of these is not zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,6 +85,8 @@ pub struct Agent {
     pub recent: Vec<(String, Instant)>,
     /// `GET running` requests in the current batch of tool runs (the second is the re-check).
     pub gets: usize,
+    /// Of those, the ones answered with the agent's lists.
+    pub answered: usize,
     /// At the re-check, the backend finally writes this row: a completion between plan and apply.
     pub complete_at_recheck: Option<String>,
 }
@@ -284,6 +288,7 @@ impl World {
                     mode_until: Instant::now(),
                     recent: Vec::new(),
                     gets: 0,
+                    answered: 0,
                     complete_at_recheck: None,
                 },
             );
@@ -477,9 +482,21 @@ impl World {
                         .arg(format!("execution:inflight:{id}"))
                         .arg("1")
                         .arg("EX")
-                        .arg(30),
+                        .arg(60),
                 )
                 .is_some();
+            if !marker {
+                // Redis went away between the slot and the marker: Trinity gives up the start.
+                // The slot stays, row-less with its metadata (inside its TTL: not the tool's).
+                let exec = self.execs.get_mut(id).expect("exec");
+                (exec.kind, exec.phase, exec.ended) = (Kind::Chat, Phase::Ended, "aborted");
+                exec.alive_until = Some(Utc::now());
+                self.event(
+                    "start aborted",
+                    format!("{id} on {agent}: Redis down before its marker"),
+                );
+                return;
+            }
             let queue_lock = self
                 .redis_cmd::<Option<String>>(
                     redis::cmd("SET")
@@ -509,9 +526,22 @@ impl World {
                 params![format!("act-{id}"), agent, format_time(started), id],
             )
             .expect("insert activity");
+        if self.rng.random_bool(0.2) {
+            // A tool call that shares the execution's id: never the tool's to close.
+            self.db
+                .execute(
+                    "INSERT INTO agent_activities (id, agent_name, activity_type, activity_state, started_at, triggered_by, related_execution_id) VALUES (?1, ?2, 'tool_call', 'started', ?3, 'schedule', ?4)",
+                    params![format!("tool-{id}"), agent, format_time(started), id],
+                )
+                .expect("insert tool call");
+        }
         // Most dispatches are quick; some wait behind a busy backend worker for longer than the
         // grace, so that only the in-flight marker keeps them alive.
         let dispatch = if self.rng.random_bool(0.15) {
+            *self
+                .counts
+                .entry("dispatch slower than the grace")
+                .or_default() += 1;
             GRACE + Duration::from_millis(self.rng.random_range(1000..4000))
         } else {
             Duration::from_millis(self.rng.random_range(50..1500))
@@ -550,6 +580,10 @@ impl World {
                 let pending = new_image && self.rng.random_bool(0.3);
                 let wait = if pending && self.rng.random_bool(0.5) {
                     // Accepted, queued behind the agent's own lock past the grace.
+                    *self
+                        .counts
+                        .entry("pending longer than the grace")
+                        .or_default() += 1;
                     GRACE + Duration::from_millis(self.rng.random_range(1000..5000))
                 } else if pending {
                     Duration::from_millis(self.rng.random_range(100..1500))
@@ -668,7 +702,7 @@ impl World {
         };
         self.db
             .execute(
-                "UPDATE agent_activities SET activity_state = ?1, completed_at = ?2, duration_ms = ?3 WHERE related_execution_id = ?4 AND activity_state = 'started'",
+                "UPDATE agent_activities SET activity_state = ?1, completed_at = ?2, duration_ms = ?3 WHERE related_execution_id = ?4 AND activity_state = 'started' AND activity_type = 'schedule_start'",
                 params![state, completed, duration, id],
             )
             .expect("activity write");
@@ -733,7 +767,7 @@ impl World {
                     1 => (Mode::Error500, "agent answers 500"),
                     _ => (Mode::Stalling, "agent stalls"),
                 };
-                let lasts = Duration::from_millis(self.rng.random_range(1500..6000));
+                let lasts = Duration::from_millis(self.rng.random_range(2000..10000));
                 let a = self.agents.get_mut(&agent).expect("agent");
                 if a.mode == Mode::Up {
                     a.mode = mode;
@@ -982,6 +1016,18 @@ impl World {
                 "{id} on {agent}: terminated at age {age:.1}s, within its timeout of {}s",
                 exec.timeout_s
             )),
+            (RowBelief::Terminal { completed_at, .. }, _)
+                if completed_at
+                    .as_deref()
+                    .and_then(parse_time)
+                    .is_none_or(|at| {
+                        now - at < chrono::Duration::from_std(GRACE).expect("grace")
+                    }) =>
+            {
+                Some(format!(
+                    "{id} on {agent}: a zombie terminated within the grace of its row's end"
+                ))
+            }
             _ => None,
         };
         let exec = self.execs.get_mut(id).expect("exec");
@@ -1040,14 +1086,40 @@ impl World {
                         "{id} on {}: row written {status} at {} while its work was {} (age {:.1}s, timeout {}s, fate {:?})",
                         exec.agent,
                         completed_at.as_deref().unwrap_or("?"),
-                        if alive { "alive" } else { "dead" },
+                        if alive { "alive" } else { "over" },
                         at.map_or(f64::NAN, |at| exec.age_at(at)),
                         exec.timeout_s,
                         exec.fate
                     );
+                    let listed_recent = new_image
+                        && self.agents[&exec.agent]
+                            .recent
+                            .iter()
+                            .any(|(r, _)| *r == id);
+                    let age = at.map(|at| exec.age_at(at));
+                    let well_formed = completed_at.as_deref().is_some_and(|c| {
+                        c.len() == 27 && c.ends_with('Z') && parse_time(c).is_some()
+                    });
                     self.execs.get_mut(&id).expect("exec").row = seen;
                     self.effects.rows.insert(id.clone());
-                    if !by_tool {
+                    if by_tool && !well_formed {
+                        self.violation(
+                            Invariant::UnreportedOrInvented,
+                            format!(
+                                "{detail}: completed_at is not the backend's %Y-%m-%dT%H:%M:%S.%6fZ"
+                            ),
+                        );
+                    } else if by_tool && age.is_some_and(|age| age < GRACE.as_secs_f64()) {
+                        self.violation(
+                            Invariant::FalseKill,
+                            format!("{detail}: failed within its grace"),
+                        );
+                    } else if by_tool && listed_recent {
+                        self.violation(
+                            Invariant::FalseKill,
+                            format!("{detail}: its agent lists it as recently completed"),
+                        );
+                    } else if !by_tool {
                         self.violation(
                             Invariant::Overwrite,
                             format!("not the simulation's and not the tool's write: {detail}"),
@@ -1114,6 +1186,8 @@ impl World {
                 continue;
             }
             let live = exec.alive() && !matches!(exec.row, RowBelief::Terminal { .. });
+            // Rows are observed first: a row still running here had no won write.
+            let unwritten = exec.row == RowBelief::Running;
             let detail = format!(
                 "{id} on {}: slot released while {} ({:?}, {:?})",
                 exec.agent,
@@ -1127,8 +1201,11 @@ impl World {
             );
             self.execs.get_mut(&id).expect("exec").slot = false;
             self.effects.slots.insert(id.clone());
-            if live {
-                self.violation(Invariant::LiveSlotRelease, detail);
+            if live || unwritten {
+                self.violation(
+                    Invariant::LiveSlotRelease,
+                    format!("{detail}; row still running: {unwritten}"),
+                );
             } else {
                 self.event("released by the tool", detail);
             }
@@ -1210,7 +1287,18 @@ impl World {
                     exec.agent, exec.kind
                 ));
             }
-            if exec.on_agent() && matches!(exec.row, RowBelief::Terminal { .. }) {
+            // A zombie is the tool's only once its row has been terminal for the grace.
+            let terminal_since = match &exec.row {
+                RowBelief::Terminal { completed_at, .. } => {
+                    completed_at.as_deref().and_then(parse_time)
+                }
+                _ => None,
+            };
+            if exec.on_agent()
+                && terminal_since.is_some_and(|at| {
+                    Utc::now() - at > chrono::Duration::from_std(GRACE * 3).expect("grace")
+                })
+            {
                 missed.push(format!(
                     "zombie {id} on {}: still running, its row is terminal",
                     exec.agent
@@ -1233,12 +1321,29 @@ impl World {
             .db
             .prepare(
                 "SELECT e.id FROM schedule_executions e JOIN agent_activities a ON a.related_execution_id = e.id \
-                 WHERE e.status != 'running' AND a.activity_state = 'started'",
+                 WHERE e.status != 'running' AND a.activity_state = 'started' AND a.activity_type = 'schedule_start'",
             )
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .expect("query activities");
         for id in open {
             missed.push(format!("activity of terminal row {id} still started"));
+        }
+        // A tool call is never closed by anyone here; a lost write closes nothing.
+        let wrong: Vec<(String, String, String, String)> = self
+            .db
+            .prepare(
+                "SELECT e.id, e.status, a.activity_type, a.activity_state FROM schedule_executions e \
+                 JOIN agent_activities a ON a.related_execution_id = e.id \
+                 WHERE (a.activity_type = 'tool_call' AND a.activity_state != 'started') \
+                    OR (a.activity_type = 'schedule_start' AND e.status = 'success' AND a.activity_state != 'completed')",
+            )
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect())
+            .expect("query activities");
+        for (id, status, kind, state) in wrong {
+            self.violation(
+                Invariant::Overwrite,
+                format!("{kind} activity of {id} ({status}) is {state}"),
+            );
         }
         for detail in missed {
             self.violation(Invariant::Missed, detail);
