@@ -471,6 +471,18 @@ fn judge(
                 _ => bad("no exit status"),
             }
         };
+        let failures: Vec<String> = json
+            .as_ref()
+            .and_then(|j| j["items"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|item| item["outcome"] == "failed")
+            .map(|item| format!("{} {}", item["execution_id"], item["error"]))
+            .collect();
+        w.event(
+            "tool run",
+            format!("{exit} after {:?}; failed: {failures:?}", run.elapsed),
+        );
         if let Some(detail) = verdict {
             w.violation(Invariant::BadRun, detail);
         }
