@@ -33,7 +33,7 @@ const WRITE_BATCH: usize = 200;
 /// An agent unregisters a finished process a moment before the backend writes `success`; an older
 /// image (no `recently_completed_ids`) does not report that moment. Its orphans are re-checked
 /// only once they have been unknown this long, so that a finished execution's own write wins.
-pub(crate) const SETTLE: Duration = Duration::from_secs(5);
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// How an apply goes about its work.
 #[derive(Clone, Copy, Debug)]

@@ -264,6 +264,39 @@ fn main() {
     w.observe_rows(None);
     w.observe_slots();
     w.check_missed();
+    if w.violations.iter().any(|(i, _)| *i == Invariant::Missed) {
+        // What the tool says of the world it left: a dry run, into the event log.
+        let mut argv = tool_args(&[]);
+        argv.retain(|a| a != "--apply");
+        let run = run_tool(&binary, &argv, args.broken.as_deref(), None, Duration::ZERO);
+        let json: Value = serde_json::from_str(&run.stdout).unwrap_or_default();
+        for item in json["items"].as_array().into_iter().flatten() {
+            if item["verdict"] != "healthy" {
+                let line = format!(
+                    "{} {} {}: {}",
+                    item["execution_id"], item["agent"], item["verdict"], item["reason"]
+                );
+                w.event("final dry run", line);
+            }
+        }
+        for agent in json["agents"].as_array().into_iter().flatten() {
+            if agent["reachable"] != true {
+                w.event(
+                    "final dry run",
+                    format!("{} unreachable: {}", agent["name"], agent["error"]),
+                );
+            }
+        }
+        let refusal = json["refused"].to_string();
+        w.event(
+            "final dry run",
+            format!(
+                "exit {:?}; refused: {refusal}; stderr: {}",
+                run.code,
+                run.stderr.trim()
+            ),
+        );
+    }
     std::fs::write(&log_path, w.log.join("\n") + "\n").expect("write the event log");
     let broken = report(&w, &stats, &args, &log_path);
     if broken {
@@ -476,12 +509,20 @@ fn judge(
             .and_then(|j| j["items"].as_array())
             .into_iter()
             .flatten()
-            .filter(|item| item["outcome"] == "failed")
-            .map(|item| format!("{} {}", item["execution_id"], item["error"]))
+            .filter(|item| item["outcome"] == "failed" || item["outcome"] == "skipped")
+            .map(|item| {
+                format!(
+                    "{} {} {}",
+                    item["execution_id"], item["outcome"], item["error"]
+                )
+            })
             .collect();
         w.event(
             "tool run",
-            format!("{exit} after {:?}; failed: {failures:?}", run.elapsed),
+            format!(
+                "{exit} after {:?}; failed or skipped: {failures:?}",
+                run.elapsed
+            ),
         );
         if let Some(detail) = verdict {
             w.violation(Invariant::BadRun, detail);
