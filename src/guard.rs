@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use color_eyre::eyre::Result;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::audit::AuditLog;
 use crate::capacity::Redis;
@@ -77,6 +78,9 @@ impl ApplyGuard {
         audit: Option<AuditLog>,
         log: Log,
     ) -> Result<Guarded> {
+        // Caught from before the lock is taken, so that a signal while it is being taken is heard
+        // once it is held (and not the default death that would leave the Redis key behind).
+        let signals = catch_signals(&log);
         let held = match lock::acquire(store, redis.as_deref_mut()).await? {
             Acquired::Held(held) => held,
             Acquired::Busy(holder) => return Ok(Guarded::Busy(holder)),
@@ -116,7 +120,9 @@ impl ApplyGuard {
                 }
             })
         });
-        listen_for_interrupts(shared.clone());
+        if let Some(signals) = signals {
+            listen_for_interrupts(shared.clone(), signals);
+        }
         Ok(Guarded::Held(ApplyGuard {
             shared,
             _database_lock: held.database,
@@ -204,17 +210,21 @@ impl Drop for ApplyGuard {
 /// Ctrl-C or SIGTERM: the first sets the flag (the action in progress finishes, nothing new
 /// starts); the second exits at once, releasing the lock and closing the audit trail first. Once
 /// the apply has ended (only the result is still being printed) a signal stops the process.
-fn listen_for_interrupts(shared: Arc<Shared>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
+/// SIGINT and SIGTERM, caught from now on (their default would end the process at once).
+fn catch_signals(log: &Log) -> Option<(Signal, Signal)> {
+    match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        shared
-            .log
-            .warn("cannot listen for signals: Ctrl-C and SIGTERM stop the apply at once");
-        return;
-    };
+    ) {
+        (Ok(interrupt), Ok(terminate)) => Some((interrupt, terminate)),
+        _ => {
+            log.warn("cannot listen for signals: Ctrl-C and SIGTERM stop the apply at once");
+            None
+        }
+    }
+}
+
+fn listen_for_interrupts(shared: Arc<Shared>, (mut interrupt, mut terminate): (Signal, Signal)) {
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -210,7 +210,6 @@ fn main() {
             w.effects = world::Effects::default();
             for agent in w.agents.values_mut() {
                 agent.gets = 0;
-                agent.answered = 0;
             }
             let detail = format!("{batch:?}");
             w.event("tool batch", detail);
@@ -530,7 +529,7 @@ fn judge(
         if let Some(json) = json {
             for item in json["items"].as_array().into_iter().flatten() {
                 let agent = item["agent"].as_str().unwrap_or("");
-                let answered = w.agents.get(agent).map_or(0, |a| a.answered);
+                let answered = w.agents.get(agent).map_or(0, |a| a.gets);
                 if runs.len() == 1
                     && item["verdict"] == "orphaned"
                     && item["outcome"] == "applied"

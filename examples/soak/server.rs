@@ -41,7 +41,6 @@ fn lists(world: &Shared, agent: &str) -> Option<(Mode, String)> {
     let mode = world.agents.get(agent)?.mode;
     if mode == Mode::Up {
         world.on_get(agent);
-        world.agents.get_mut(agent).expect("agent").answered += 1;
     }
     let (running, pending, recent) = world.lists(agent);
     let executions: Vec<_> = running

@@ -83,10 +83,9 @@ pub struct Agent {
     pub mode_until: Instant,
     /// Finished ids and when (newer images list them for `RECENT_WINDOW`).
     pub recent: Vec<(String, Instant)>,
-    /// `GET running` requests in the current batch of tool runs (the second is the re-check).
+    /// `GET running` requests answered with the lists in the current batch of tool runs (the
+    /// second is the re-check).
     pub gets: usize,
-    /// Of those, the ones answered with the agent's lists.
-    pub answered: usize,
     /// At the re-check, the backend finally writes this row: a completion between plan and apply.
     pub complete_at_recheck: Option<String>,
 }
@@ -288,7 +287,6 @@ impl World {
                     mode_until: Instant::now(),
                     recent: Vec::new(),
                     gets: 0,
-                    answered: 0,
                     complete_at_recheck: None,
                 },
             );
@@ -350,6 +348,32 @@ impl World {
 
     // -----------------------------------------------------------------------------------------
     // The backend
+
+    /// A capacity slot as Trinity takes it: the ZSET member and, with a timeout, the metadata
+    /// hash that expires at timeout + 300 s. False when Redis is down.
+    fn take_slot(&mut self, agent: &str, id: &str, score: f64, timeout_s: Option<u64>) -> bool {
+        let zadd = redis::cmd("ZADD")
+            .arg(format!("agent:slots:{agent}"))
+            .arg(score)
+            .arg(id)
+            .clone();
+        if self.redis_cmd::<()>(&zadd).is_none() {
+            return false;
+        }
+        if let Some(timeout_s) = timeout_s {
+            let key = format!("agent:slot:{agent}:{id}");
+            self.redis_cmd::<()>(
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("timeout_seconds")
+                    .arg(timeout_s)
+                    .arg("started_at")
+                    .arg(score),
+            );
+            self.redis_cmd::<()>(redis::cmd("EXPIRE").arg(&key).arg(timeout_s + 300));
+        }
+        true
+    }
 
     /// One step of the backend: start work, dispatch it, finish it, write it.
     pub fn tick(&mut self, starts_per_second: f64, dt: Duration) {
@@ -432,27 +456,9 @@ impl World {
         };
         let started = Utc::now();
         let score = started.timestamp() as f64;
-        let slot_key = format!("agent:slot:{agent}:{id}");
-        if self
-            .redis_cmd::<()>(
-                redis::cmd("ZADD")
-                    .arg(format!("agent:slots:{agent}"))
-                    .arg(score)
-                    .arg(&id),
-            )
-            .is_none()
-        {
+        if !self.take_slot(&agent, &id, score, Some(timeout_s)) {
             return;
         }
-        self.redis_cmd::<()>(
-            redis::cmd("HSET")
-                .arg(&slot_key)
-                .arg("timeout_seconds")
-                .arg(timeout_s)
-                .arg("started_at")
-                .arg(score),
-        );
-        self.redis_cmd::<()>(redis::cmd("EXPIRE").arg(&slot_key).arg(timeout_s + 300));
         let now = Instant::now();
         let exec = Exec {
             kind: Kind::Schedule,
@@ -815,15 +821,7 @@ impl World {
         let agent = self.pick_agent();
         let id = self.new_id("leak");
         let score = (Utc::now().timestamp() - self.rng.random_range(30..90)) as f64;
-        if self
-            .redis_cmd::<()>(
-                redis::cmd("ZADD")
-                    .arg(format!("agent:slots:{agent}"))
-                    .arg(score)
-                    .arg(&id),
-            )
-            .is_none()
-        {
+        if !self.take_slot(&agent, &id, score, None) {
             return;
         }
         self.execs.insert(
@@ -874,25 +872,9 @@ impl World {
         let agent = self.pick_agent();
         let id = self.new_id("chat");
         let score = Utc::now().timestamp() as f64;
-        let slot_key = format!("agent:slot:{agent}:{id}");
-        if self
-            .redis_cmd::<()>(
-                redis::cmd("ZADD")
-                    .arg(format!("agent:slots:{agent}"))
-                    .arg(score)
-                    .arg(&id),
-            )
-            .is_none()
-        {
+        if !self.take_slot(&agent, &id, score, Some(600)) {
             return;
         }
-        self.redis_cmd::<()>(
-            redis::cmd("HSET")
-                .arg(&slot_key)
-                .arg("timeout_seconds")
-                .arg(600),
-        );
-        self.redis_cmd::<()>(redis::cmd("EXPIRE").arg(&slot_key).arg(900));
         let lasts = Duration::from_millis(self.rng.random_range(3000..20000));
         let mut exec = self.blank(&agent);
         exec.ends_at = Instant::now() + lasts;

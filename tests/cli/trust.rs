@@ -1033,3 +1033,45 @@ fn an_old_images_orphan_is_failed_only_after_the_completion_gap() {
     );
     assert_eq!(w.db.row("done-1").status, "success");
 }
+
+/// Found in review: the signal listener started only once the lock was held, so a SIGTERM while
+/// the apply waited for its Redis lock killed the process the default way, leaving the Redis key
+/// behind and the trail without its end. Now the signals are caught from before the lock is taken.
+#[test]
+fn a_signal_while_the_lock_is_taken_releases_it_and_closes_the_trail() {
+    let w = World::new();
+    w.db.add_execution("o-1", "alpha", "running", &ago(600));
+    w.fleet.set("alpha", FakeAgent::running(&[]));
+    let trail = w.db.dir.path().join("audit.jsonl");
+    let redis_url = w.redis.as_ref().expect("redis").url();
+    // Writes wait 3 s: the apply's SET of its lock key hangs until then.
+    pause_redis(&redis_url, 3000, "WRITE");
+    let trail_arg = trail.display().to_string();
+    let child = spawn_on(
+        &w,
+        &["scan", "--apply", "-o", "json", "--audit-log", &trail_arg],
+    );
+    // The database lock comes first: once it is held, the apply is taking its Redis lock.
+    let lock_file = format!("{}.watchdog-lock", w.db.path());
+    wait_until("the database lock", || {
+        std::fs::File::open(&lock_file).is_ok_and(|file| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock(2) on a descriptor this closure owns.
+            let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            !free
+        })
+    });
+    signal(&child, "TERM");
+    let out = finish(child);
+    assert_eq!(w.db.row("o-1").status, "running");
+    let ends: Vec<Value> = audit_lines(&trail)
+        .into_iter()
+        .filter(|line| line["event"] == "apply_end")
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:?}: {}", out.stderr);
+    assert_eq!(ends[0]["outcome"], "interrupted");
+    // Heard before the gathering: no agent was asked, so nothing was planned to change.
+    assert_eq!(out.item("o-1")["verdict"], "unreachable", "{}", out.stdout);
+    assert!(w.fleet.calls().is_empty());
+    assert_interrupted_then_converges(&w, &out, &[]);
+}
