@@ -53,7 +53,7 @@ _trinity__watchdog() {
 
     case "${cmd}" in
         trinity__watchdog)
-            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version scan recover kill completions help"
+            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --shard --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version scan recover kill completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -88,6 +88,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -143,7 +147,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__completions)
-            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version bash elvish fish powershell zsh"
+            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --shard --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -178,6 +182,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -317,7 +325,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__kill)
-            opts="-o -q -v -h -V --no-terminate --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --no-terminate --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --shard --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -352,6 +360,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -407,7 +419,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__recover)
-            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --shard --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -442,6 +454,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -497,7 +513,7 @@ _trinity__watchdog() {
             return 0
             ;;
         trinity__subcmd__watchdog__subcmd__scan)
-            opts="-o -q -v -h -V --save --from --max-plan-age --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
+            opts="-o -q -v -h -V --save --from --max-plan-age --db --database-url --redis-url --events --no-redis --agent-url --agent-secret --ca-cert --agent --shard --grace --default-timeout --recover-abandoned --http-timeout --concurrency --terminate-timeout --apply --max-actions --force --audit-log --output --all --exit-code --color --quiet --metrics-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -544,6 +560,10 @@ _trinity__watchdog() {
                     return 0
                     ;;
                 --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

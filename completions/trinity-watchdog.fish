@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_trinity_watchdog_global_optspecs
-    string join \n db= database-url= redis-url= events= no-redis agent-url= agent-secret= ca-cert= agent= grace= default-timeout= recover-abandoned http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet metrics-file= v/verbose h/help V/version
+    string join \n db= database-url= redis-url= events= no-redis agent-url= agent-secret= ca-cert= agent= shard= grace= default-timeout= recover-abandoned http-timeout= concurrency= terminate-timeout= apply max-actions= force audit-log= o/output= all exit-code color= q/quiet metrics-file= v/verbose h/help V/version
 end
 
 function __fish_trinity_watchdog_needs_command
@@ -34,10 +34,11 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l shard -d 'Own only the agents of shard K of N (K from 0, as JOB_COMPLETION_INDEX): those whose name\'s 64-bit FNV-1a hash is K modulo N. N instances split one fleet; each has its own apply lock' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l http-timeout -d 'Time limit for each request to an agent' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l concurrency -d 'How many agents are queried at once [default: half of the descriptor limit (the soft RLIMIT_NOFILE, first raised to the hard one) less 64, at most 512; 480 under 1024]' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_needs_command" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F
@@ -75,10 +76,11 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l shard -d 'Own only the agents of shard K of N (K from 0, as JOB_COMPLETION_INDEX): those whose name\'s 64-bit FNV-1a hash is K modulo N. N instances split one fleet; each has its own apply lock' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l http-timeout -d 'Time limit for each request to an agent' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l concurrency -d 'How many agents are queried at once [default: half of the descriptor limit (the soft RLIMIT_NOFILE, first raised to the hard one) less 64, at most 512; 480 under 1024]' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand scan" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F
@@ -108,10 +110,11 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recove
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l shard -d 'Own only the agents of shard K of N (K from 0, as JOB_COMPLETION_INDEX): those whose name\'s 64-bit FNV-1a hash is K modulo N. N instances split one fleet; each has its own apply lock' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l http-timeout -d 'Time limit for each request to an agent' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l concurrency -d 'How many agents are queried at once [default: half of the descriptor limit (the soft RLIMIT_NOFILE, first raised to the hard one) less 64, at most 512; 480 under 1024]' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand recover" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F
@@ -141,10 +144,11 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" 
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l shard -d 'Own only the agents of shard K of N (K from 0, as JOB_COMPLETION_INDEX): those whose name\'s 64-bit FNV-1a hash is K modulo N. N instances split one fleet; each has its own apply lock' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l http-timeout -d 'Time limit for each request to an agent' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l concurrency -d 'How many agents are queried at once [default: half of the descriptor limit (the soft RLIMIT_NOFILE, first raised to the hard one) less 64, at most 512; 480 under 1024]' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand kill" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F
@@ -175,10 +179,11 @@ complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand comple
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent-secret -d 'Shared secret for the X-Trinity-Agent-Token header (never printed)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l ca-cert -d 'A PEM file of CA certificates to trust for agents, Redis and PostgreSQL, next to the system\'s roots (repeatable; without it, TRINITY_CA_CERT: a `:`-separated list)' -r -F
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l agent -d 'Only look at this agent (repeatable)' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l shard -d 'Own only the agents of shard K of N (K from 0, as JOB_COMPLETION_INDEX): those whose name\'s 64-bit FNV-1a hash is K modulo N. N instances split one fleet; each has its own apply lock' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l grace -d 'How long a row the agent does not know is left alone after it started' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l default-timeout -d 'Timeout of a running row whose schedule and agent set none (Trinity\'s own default; 900s for deployments of the seed era)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l http-timeout -d 'Time limit for each request to an agent' -r
-complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l concurrency -d 'How many agents are queried at once' -r
+complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l concurrency -d 'How many agents are queried at once [default: half of the descriptor limit (the soft RLIMIT_NOFILE, first raised to the hard one) less 64, at most 512; 480 under 1024]' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l terminate-timeout -d 'Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL)' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l max-actions -d 'Refuse an apply whose plan has more actions than this (exit 5) unless --force' -r
 complete -c trinity-watchdog -n "__fish_trinity_watchdog_using_subcommand completions" -l audit-log -d 'Append one JSON line per applied action to this file' -r -F

@@ -1,7 +1,7 @@
 //! Redis capacity state: reading slots, their metadata and in-flight markers with pipelines, and
 //! releasing one execution's capacity through `release.lua`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use color_eyre::eyre::{Result, eyre};
@@ -137,7 +137,9 @@ impl Redis {
         eyre!("Redis at {}: {err}", self.shown)
     }
 
-    /// Slots of the given agents with their metadata, and the in-flight markers of `ids`.
+    /// Slots of the given agents, and the in-flight markers of `running` (the running rows' ids).
+    /// Only a slot whose execution has no running row gets its metadata read: the planner
+    /// consults metadata only for a slot without a row, and a running row's slot is never leaked.
     ///
     /// A key of the wrong type is bad input, not a reason to stop: an agent whose slot set cannot
     /// be read gets no slot verdicts (with a warning), and a slot whose metadata cannot be read
@@ -145,7 +147,7 @@ impl Redis {
     pub(crate) async fn read(
         &mut self,
         agents: &[String],
-        ids: &[String],
+        running: &HashSet<&str>,
         warnings: &mut Vec<String>,
     ) -> Result<Capacity> {
         let mut pipe = redis::pipe();
@@ -196,7 +198,11 @@ impl Redis {
 
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for slot in &slots {
+        let mut rowless: Vec<&mut Slot> = slots
+            .iter_mut()
+            .filter(|slot| !running.contains(slot.execution_id.as_str()))
+            .collect();
+        for slot in &rowless {
             let key = slot_key(&slot.agent, &slot.execution_id);
             pipe.cmd("EXISTS")
                 .arg(&key)
@@ -204,14 +210,14 @@ impl Redis {
                 .arg(&key)
                 .arg("timeout_seconds");
         }
-        let replies: Vec<redis::RedisResult<redis::Value>> = if slots.is_empty() {
+        let replies: Vec<redis::RedisResult<redis::Value>> = if rowless.is_empty() {
             Vec::new()
         } else {
             pipe.query_async(&mut self.conn)
                 .await
                 .map_err(|err| self.error(err))?
         };
-        for (slot, pair) in slots.iter_mut().zip(replies.chunks(2)) {
+        for (slot, pair) in rowless.iter_mut().zip(replies.chunks(2)) {
             let value = |reply: &redis::RedisResult<redis::Value>| reply.as_ref().ok().cloned();
             slot.has_metadata = value(&pair[0])
                 .and_then(|v| redis::from_redis_value::<bool>(v).ok())
@@ -221,8 +227,9 @@ impl Redis {
                 .and_then(|t| t.trim().parse().ok());
         }
 
+        let ids: Vec<&str> = running.iter().copied().collect();
         let mut pipe = redis::pipe();
-        for id in ids {
+        for id in &ids {
             pipe.cmd("EXISTS").arg(in_flight_key(id));
         }
         let present: Vec<bool> = if ids.is_empty() {
@@ -236,7 +243,7 @@ impl Redis {
             .iter()
             .zip(present)
             .filter(|(_, present)| *present)
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| (*id).to_owned())
             .collect();
         Ok(Capacity { slots, in_flight })
     }

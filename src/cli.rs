@@ -10,6 +10,7 @@ use crate::capacity::EventsMode;
 use crate::commands;
 use crate::exit_code::ExitCode;
 use crate::output::OutputFormat;
+use crate::shard::Shard;
 
 /// Reconcile Trinity's execution records with what its agents and Redis really hold.
 ///
@@ -116,6 +117,11 @@ pub(crate) struct GlobalArgs {
     )]
     pub agents: Vec<String>,
 
+    /// Own only the agents of shard K of N (K from 0, as JOB_COMPLETION_INDEX): those whose name's
+    /// 64-bit FNV-1a hash is K modulo N. N instances split one fleet; each has its own apply lock.
+    #[arg(long, value_name = "K/N", value_parser = clap::value_parser!(Shard), global = true, help_heading = "Sources")]
+    pub shard: Option<Shard>,
+
     /// How long a row the agent does not know is left alone after it started.
     #[arg(long, default_value = "60s", value_parser = parse_duration, global = true, help_heading = "Policy")]
     pub grace: Duration,
@@ -134,9 +140,10 @@ pub(crate) struct GlobalArgs {
     #[arg(long, default_value = "15s", value_parser = parse_duration, global = true, help_heading = "Policy")]
     pub http_timeout: Duration,
 
-    /// How many agents are queried at once.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..), global = true, help_heading = "Policy")]
-    pub concurrency: u16,
+    /// How many agents are queried at once [default: half of the descriptor limit (the soft
+    /// RLIMIT_NOFILE, first raised to the hard one) less 64, at most 512; 480 under 1024].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..), global = true, help_heading = "Policy")]
+    pub concurrency: Option<u16>,
 
     /// Time limit for a terminate request (the agent needs ~10 s: SIGINT, 5 s, SIGKILL).
     #[arg(long, default_value = "15s", value_parser = parse_duration, global = true, help_heading = "Policy")]

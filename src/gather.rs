@@ -1,7 +1,7 @@
 //! Gathering: reads the database, asks every agent (concurrently) and reads Redis, producing a
 //! plain `Snapshot` for the planner. An agent's failure is data in the snapshot, never an abort.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::Result;
@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::agents::{AgentClient, AgentConfig};
 use crate::capacity::{Redis, RedisConfig};
 use crate::log::Log;
+use crate::shard::AgentScope;
 use crate::snapshot::{OwnedAgents, Snapshot, Status};
 use crate::store::{Database, Store};
 
@@ -63,8 +64,8 @@ pub(crate) fn millis(duration: Duration) -> u64 {
 
 /// What to gather.
 pub(crate) struct Request<'a> {
-    /// `--agent`: only these agents (empty: every agent).
-    pub agent_filter: &'a BTreeSet<String>,
+    /// `--agent` and `--shard`: only these agents.
+    pub agents: &'a AgentScope,
     /// Ids whose rows are read whatever their status.
     pub look_up: &'a BTreeSet<String>,
     /// Ask the agents (false: `kill --no-terminate`, which contacts none).
@@ -82,7 +83,7 @@ pub(crate) async fn snapshot(
     request: &Request<'_>,
 ) -> Result<(Snapshot, Timings)> {
     let Request {
-        agent_filter,
+        agents: scope,
         look_up,
         ask_agents,
         stop,
@@ -94,15 +95,15 @@ pub(crate) async fn snapshot(
     let mut rows = sources.store.running_rows(&mut warnings).await?;
     let owned = sources.store.owned_agents().await?;
     let agents = if ask_agents {
-        agents_to_ask(&rows, owned.as_ref(), agent_filter)
+        agents_to_ask(&rows, owned.as_ref(), scope)
     } else {
         Vec::new()
     };
     let mut database_time = database.elapsed();
-    let running_ids: Vec<String> = rows
+    let running_ids: HashSet<&str> = rows
         .iter()
-        .filter(|row| agent_filter.is_empty() || agent_filter.contains(&row.agent))
-        .map(|row| row.id.clone())
+        .filter(|row| scope.contains(&row.agent))
+        .map(|row| row.id.as_str())
         .collect();
 
     let progress = if progress {
@@ -154,19 +155,22 @@ pub(crate) async fn snapshot(
     }
 
     // Rows of every other id something mentioned: processes agents run, slot holders, named ids.
-    let known: BTreeSet<&str> = rows.iter().map(|row| row.id.as_str()).collect();
-    let mut mentioned: BTreeSet<String> = BTreeSet::new();
-    for answer in reports
+    let known: HashSet<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    let answered = reports
         .iter()
         .filter_map(|report| report.answer.as_ref().ok())
-    {
-        mentioned.extend(answer.running.iter().cloned());
-    }
-    if let Some(capacity) = &capacity {
-        mentioned.extend(capacity.slots.iter().map(|slot| slot.execution_id.clone()));
-    }
-    mentioned.extend(look_up.iter().cloned());
-    mentioned.retain(|id| !known.contains(id.as_str()));
+        .flat_map(|answer| &answer.running);
+    let holders = capacity
+        .iter()
+        .flat_map(|capacity| &capacity.slots)
+        .map(|slot| &slot.execution_id);
+    let mentioned: BTreeSet<String> = answered
+        .chain(holders)
+        .chain(look_up)
+        .filter(|id| !known.contains(id.as_str()))
+        .cloned()
+        .collect();
+    drop(known);
     let lookups = Instant::now();
     rows.extend(sources.store.rows_by_id(&mentioned, &mut warnings).await?);
     database_time += lookups.elapsed();
@@ -189,21 +193,29 @@ pub(crate) async fn snapshot(
     ))
 }
 
-/// Every agent with running rows plus every owned agent, limited by `--agent`; agents named with
-/// `--agent` are asked even when the database does not mention them.
+/// Every agent with running rows plus every owned agent, limited by `--agent` and `--shard`;
+/// agents named with `--agent` are asked even when the database does not mention them.
 fn agents_to_ask(
     rows: &[crate::snapshot::Row],
     owned: Option<&OwnedAgents>,
-    filter: &BTreeSet<String>,
+    scope: &AgentScope,
 ) -> Vec<String> {
-    if !filter.is_empty() {
-        return filter.iter().cloned().collect();
-    }
-    let mut agents: BTreeSet<String> = owned.into_iter().flat_map(|o| o.keys().cloned()).collect();
-    agents.extend(
-        rows.iter()
+    let agents: BTreeSet<&str> = if scope.names.is_empty() {
+        let running = rows
+            .iter()
             .filter(|row| row.status == Status::Running)
-            .map(|row| row.agent.clone()),
-    );
-    agents.into_iter().collect()
+            .map(|row| row.agent.as_str());
+        owned
+            .into_iter()
+            .flat_map(|o| o.keys().map(String::as_str))
+            .chain(running)
+            .collect()
+    } else {
+        scope.names.iter().map(String::as_str).collect()
+    };
+    agents
+        .into_iter()
+        .filter(|agent| scope.contains(agent))
+        .map(str::to_owned)
+        .collect()
 }

@@ -14,7 +14,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::audit::AuditLog;
 use crate::capacity::Redis;
 use crate::exit_code::ExitCode;
-use crate::lock::{self, Acquired, REDIS_LOCK_KEY, REDIS_LOCK_REFRESH, REDIS_LOCK_TTL};
+use crate::lock::{self, Acquired, REDIS_LOCK_REFRESH, REDIS_LOCK_TTL};
 use crate::log::Log;
 use crate::plan::{Item, Outcome};
 use crate::store::{DatabaseLock, Store};
@@ -23,8 +23,8 @@ use crate::store::{DatabaseLock, Store};
 struct Shared {
     interrupted: AtomicBool,
     audit: Option<AuditLog>,
-    /// The Redis lock: a connection to release it on and this run's token.
-    redis_lock: Option<(Redis, String)>,
+    /// The Redis lock: a connection to release it on, its key and this run's token.
+    redis_lock: Option<(Redis, String, String)>,
     /// Set once the Redis lock is released (or found gone), so it is released once.
     released: AtomicBool,
     /// Set once the apply ended and its trail is closed: a signal then simply stops the process.
@@ -43,9 +43,9 @@ impl Shared {
 
     /// Releases the Redis lock without the async runtime, if it is still held.
     fn release_blocking(&self) {
-        if let Some((redis, token)) = &self.redis_lock
+        if let Some((redis, key, token)) = &self.redis_lock
             && !self.released.swap(true, Ordering::SeqCst)
-            && let Err(err) = redis.unlock_blocking(REDIS_LOCK_KEY, token)
+            && let Err(err) = redis.unlock_blocking(key, token)
         {
             crate::log::say!(
                 "warning: could not release the Redis apply lock (it expires within {}s): {err:#}",
@@ -76,12 +76,13 @@ impl ApplyGuard {
         store: &mut Store,
         mut redis: Option<&mut Redis>,
         audit: Option<AuditLog>,
+        lock_suffix: &str,
         log: Log,
     ) -> Result<Guarded> {
         // Caught from before the lock is taken, so that a signal while it is being taken is heard
         // once it is held (and not the default death that would leave the Redis key behind).
         let signals = catch_signals(&log);
-        let held = match lock::acquire(store, redis.as_deref_mut()).await? {
+        let held = match lock::acquire(store, redis.as_deref_mut(), lock_suffix).await? {
             Acquired::Held(held) => held,
             Acquired::Busy(holder) => return Ok(Guarded::Busy(holder)),
         };
@@ -90,8 +91,10 @@ impl ApplyGuard {
                 "took the Redis apply lock over from {holder}: that process is gone"
             ));
         }
-        let redis_lock = match (redis, &held.redis_token) {
-            (Some(redis), Some(token)) => Some((redis.clone(), token.as_str().to_owned())),
+        let redis_lock = match (redis, &held.redis) {
+            (Some(redis), Some((key, token))) => {
+                Some((redis.clone(), key.clone(), token.as_str().to_owned()))
+            }
             _ => None,
         };
         let shared = Arc::new(Shared {
@@ -102,13 +105,13 @@ impl ApplyGuard {
             ended: AtomicBool::new(false),
             log,
         });
-        let refresher = shared.redis_lock.clone().map(|(mut redis, token)| {
+        let refresher = shared.redis_lock.clone().map(|(mut redis, key, token)| {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(REDIS_LOCK_REFRESH).await;
                     if !matches!(
                         redis
-                            .refresh_lock(REDIS_LOCK_KEY, &token, REDIS_LOCK_TTL)
+                            .refresh_lock(&key, &token, REDIS_LOCK_TTL)
                             .await,
                         Ok(true)
                     ) {
@@ -167,9 +170,9 @@ impl ApplyGuard {
         if let Some(refresher) = self.refresher.take() {
             refresher.abort();
         }
-        if let (Some((_, token)), Some(redis)) = (&self.shared.redis_lock, redis)
+        if let (Some((_, key, token)), Some(redis)) = (&self.shared.redis_lock, redis)
             && !self.shared.released.swap(true, Ordering::SeqCst)
-            && let Err(err) = redis.unlock(REDIS_LOCK_KEY, token).await
+            && let Err(err) = redis.unlock(key, token).await
         {
             self.shared.log.warn(&format!(
                 "could not release the Redis apply lock (it expires within {}s): {err:#}",
@@ -252,6 +255,7 @@ fn listen_for_interrupts(shared: Arc<Shared>, (mut interrupt, mut terminate): (S
 mod tests {
     use super::*;
     use crate::capacity::RedisConfig;
+    use crate::lock::REDIS_LOCK_KEY;
     use crate::redact::Secret;
     use crate::store::Database;
 
@@ -332,11 +336,15 @@ mod tests {
                 };
                 let mut redis = Redis::connect(&config).await.unwrap();
                 let audit = AuditLog::open(&audit_path).unwrap();
-                let Guarded::Held(_guard) =
-                    ApplyGuard::acquire(&mut store, Some(&mut redis), Some(audit), Log::default())
-                        .await
-                        .unwrap()
-                else {
+                let Guarded::Held(_guard) = ApplyGuard::acquire(
+                    &mut store,
+                    Some(&mut redis),
+                    Some(audit),
+                    "",
+                    Log::default(),
+                )
+                .await
+                .unwrap() else {
                     panic!("the lock is free");
                 };
                 assert!(held(&url), "the guard holds the Redis lock");

@@ -4,8 +4,9 @@
 //!
 //! The modules form layers, and imports point down (only the clap pair `cli` ↔ `commands` points
 //! both ways):
-//! - helpers: `atomic_file`, `broken`, `exit_code`, `host`, `log`, `redact`, `timestamp`, `tls`;
-//! - the pure domain: `snapshot`, `plan`, `safety`, `reviewed`;
+//! - helpers: `atomic_file`, `broken`, `descriptors`, `exit_code`, `host`, `log`, `redact`,
+//!   `timestamp`, `tls`;
+//! - the pure domain: `snapshot`, `shard`, `plan`, `safety`, `reviewed`;
 //! - adapters: `store`, `agents`, `capacity` (Redis), `audit`;
 //! - orchestration: `gather`, `lock`, `guard`, `apply`, `reconcile`;
 //! - output: `output`, `metrics`;
@@ -14,6 +15,7 @@
 // Helpers.
 mod atomic_file;
 mod broken;
+mod descriptors;
 mod exit_code;
 mod host;
 mod log;
@@ -24,6 +26,7 @@ mod tls;
 mod plan;
 mod reviewed;
 mod safety;
+mod shard;
 mod snapshot;
 // Adapters.
 mod agents;
@@ -98,6 +101,7 @@ mod tests {
         &[
             "atomic_file",
             "broken",
+            "descriptors",
             "exit_code",
             "host",
             "log",
@@ -105,7 +109,7 @@ mod tests {
             "redact",
             "timestamp",
         ],
-        &["snapshot", "plan", "safety", "reviewed"],
+        &["snapshot", "shard", "plan", "safety", "reviewed"],
         &["store", "agents", "capacity", "audit"],
         &["gather", "lock", "guard", "apply", "reconcile"],
         &["output", "metrics"],

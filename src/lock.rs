@@ -15,7 +15,7 @@ use crate::capacity::Redis;
 use crate::host::ProcessIdentity;
 use crate::store::{DatabaseLock, Store};
 
-/// The Redis key of the apply lock.
+/// The Redis key of the apply lock (of a shard: with `-shard-K-of-N` appended).
 pub(crate) const REDIS_LOCK_KEY: &str = "trinity-watchdog:apply-lock";
 /// How long the Redis lock outlives a holder on another host that died without releasing it.
 pub(crate) const REDIS_LOCK_TTL: Duration = Duration::from_secs(15);
@@ -86,8 +86,8 @@ impl Token {
 /// A lock that this run holds.
 pub(crate) struct Held {
     pub database: DatabaseLock,
-    /// The Redis lock's token, when Redis is configured.
-    pub redis_token: Option<Token>,
+    /// The Redis lock's key and token, when Redis is configured.
+    pub redis: Option<(String, Token)>,
     /// Set when the lock was taken over from a dead holder: who that was.
     pub taken_over_from: Option<String>,
 }
@@ -99,39 +99,37 @@ pub(crate) enum Acquired {
 }
 
 /// Takes the database's lock (flock beside SQLite, advisory lock on PostgreSQL), then the Redis
-/// lock when Redis is configured, taking it over from a dead holder on this host.
-pub(crate) async fn acquire(store: &mut Store, redis: Option<&mut Redis>) -> Result<Acquired> {
-    let database = match store.try_lock().await? {
+/// lock when Redis is configured, taking it over from a dead holder on this host. `suffix` is
+/// appended to every name of the lock (`AgentScope::lock_suffix`: one lock per shard).
+pub(crate) async fn acquire(
+    store: &mut Store,
+    redis: Option<&mut Redis>,
+    suffix: &str,
+) -> Result<Acquired> {
+    let database = match store.try_lock(suffix).await? {
         Ok(lock) => lock,
         Err(holder) => return Ok(Acquired::Busy(holder)),
     };
     let Some(redis) = redis else {
         return Ok(Acquired::Held(Held {
             database,
-            redis_token: None,
+            redis: None,
             taken_over_from: None,
         }));
     };
+    let key = format!("{REDIS_LOCK_KEY}{suffix}");
     let token = Token::new();
-    let taken_over_from = match redis
-        .try_lock(REDIS_LOCK_KEY, token.as_str(), REDIS_LOCK_TTL)
-        .await?
-    {
+    let taken_over_from = match redis.try_lock(&key, token.as_str(), REDIS_LOCK_TTL).await? {
         Ok(()) => None,
         Err(holder) => {
             let holder = Token::parse(&holder);
             let taken = holder.holder_is_gone()
                 && redis
-                    .take_over_lock(
-                        REDIS_LOCK_KEY,
-                        holder.as_str(),
-                        token.as_str(),
-                        REDIS_LOCK_TTL,
-                    )
+                    .take_over_lock(&key, holder.as_str(), token.as_str(), REDIS_LOCK_TTL)
                     .await?;
             if !taken {
                 return Ok(Acquired::Busy(format!(
-                    "another apply holds the Redis lock {REDIS_LOCK_KEY} (held by {}; a holder on another host that died lets go within {}s)",
+                    "another apply holds the Redis lock {key} (held by {}; a holder on another host that died lets go within {}s)",
                     holder.as_str(),
                     REDIS_LOCK_TTL.as_secs()
                 )));
@@ -141,7 +139,7 @@ pub(crate) async fn acquire(store: &mut Store, redis: Option<&mut Redis>) -> Res
     };
     Ok(Acquired::Held(Held {
         database,
-        redis_token: Some(token),
+        redis: Some((key, token)),
         taken_over_from,
     }))
 }

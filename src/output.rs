@@ -33,6 +33,7 @@ pub(crate) struct View {
     pub apply: bool,
     pub grace: std::time::Duration,
     pub default_timeout: std::time::Duration,
+    pub concurrency: usize,
 }
 
 /// Writes the result in the chosen format. JSON is streamed from the plan, never built whole in
@@ -74,6 +75,7 @@ struct Document<'a> {
 struct DocumentSettings {
     grace_seconds: u64,
     default_timeout_seconds: u64,
+    concurrency: usize,
     redis: bool,
 }
 
@@ -104,6 +106,7 @@ impl<'a> Document<'a> {
             settings: DocumentSettings {
                 grace_seconds: view.grace.as_secs(),
                 default_timeout_seconds: view.default_timeout.as_secs(),
+                concurrency: view.concurrency,
                 redis: plan.capacity_checked,
             },
             refused: &plan.refused,

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::broken::{Rule, broken};
+use crate::shard::AgentScope;
 use crate::snapshot::{AgentAnswer, AgentReport, Row, Slot, Snapshot, Status};
 use crate::timestamp::human_duration;
 
@@ -31,8 +32,8 @@ const STUCK_DRAIN_SECONDS: f64 = 3600.0;
 pub struct Policy {
     pub grace: Duration,
     pub default_timeout: Duration,
-    /// Empty: every agent.
-    pub agent_filter: BTreeSet<String>,
+    /// `--agent` and `--shard`: the agents whose rows, slots, processes and findings are planned.
+    pub agents: AgentScope,
     pub scope: Scope,
     /// `--recover-abandoned`: abandoned rows get `fail` instead of no action.
     pub recover_abandoned: bool,
@@ -534,6 +535,8 @@ struct Planner<'a> {
     now: DateTime<Utc>,
     rows: HashMap<&'a str, &'a Row>,
     agents: HashMap<&'a str, &'a AgentReport>,
+    /// Each agent's slots, so its capacity findings never scan the whole fleet's.
+    slots: HashMap<&'a str, Vec<&'a Slot>>,
 }
 
 impl<'a> Planner<'a> {
@@ -552,11 +555,22 @@ impl<'a> Planner<'a> {
                 .iter()
                 .map(|agent| (agent.name.as_str(), agent))
                 .collect(),
+            slots: snapshot
+                .capacity
+                .iter()
+                .flat_map(|capacity| &capacity.slots)
+                .fold(HashMap::new(), |mut slots, slot| {
+                    slots
+                        .entry(slot.agent.as_str())
+                        .or_insert_with(Vec::new)
+                        .push(slot);
+                    slots
+                }),
         }
     }
 
     fn in_scope(&self, agent: &str) -> bool {
-        self.policy.agent_filter.is_empty() || self.policy.agent_filter.contains(agent)
+        self.policy.agents.contains(agent)
     }
 
     fn grace_ms(&self) -> i64 {
@@ -778,14 +792,7 @@ impl<'a> Planner<'a> {
 
     /// `overbooked` and `stuck_drain` for one agent (report-only).
     fn capacity_findings(&self, agent: &str) -> Vec<Finding> {
-        let Some(capacity) = &self.snapshot.capacity else {
-            return Vec::new();
-        };
-        let slots: Vec<&Slot> = capacity
-            .slots
-            .iter()
-            .filter(|slot| slot.agent == agent)
-            .collect();
+        let slots = self.slots.get(agent).map_or(&[][..], Vec::as_slice);
         let mut findings = Vec::new();
         let held = slots
             .iter()

@@ -22,6 +22,7 @@ use crate::log::Log;
 use crate::plan::{self, Outcome, Plan, Policy, Scope};
 use crate::reviewed::SavedPlan;
 use crate::safety::{self, Limits};
+use crate::shard::AgentScope;
 use crate::store::Database;
 
 /// Everything a run needs, each adapter's part typed on its own.
@@ -33,8 +34,8 @@ pub(crate) struct Config {
     pub redis: Option<RedisConfig>,
     pub grace: Duration,
     pub default_timeout: Duration,
-    /// `--agent`; empty: every agent.
-    pub agent_filter: BTreeSet<String>,
+    /// `--agent` and `--shard`.
+    pub agents_in_scope: AgentScope,
     /// `--recover-abandoned`: fail abandoned rows instead of only reporting them.
     pub recover_abandoned: bool,
     /// `--events`: announce won writes on Trinity's event stream.
@@ -140,6 +141,7 @@ async fn run(config: &Config, request: &Request) -> Result<Run> {
         &mut sources.store,
         sources.redis.as_mut(),
         audit,
+        &config.agents_in_scope.lock_suffix(),
         config.log,
     )
     .await?
@@ -240,7 +242,7 @@ async fn gather_and_plan(
     let (snapshot, timings) = gather::snapshot(
         sources,
         &gather::Request {
-            agent_filter: &config.agent_filter,
+            agents: &config.agents_in_scope,
             look_up: &look_up,
             ask_agents: !request.no_terminate,
             stop: guard.map_or(&never, ApplyGuard::interrupt_flag),
@@ -256,7 +258,7 @@ async fn gather_and_plan(
     let policy = Policy {
         grace: config.grace,
         default_timeout: config.default_timeout,
-        agent_filter: config.agent_filter.clone(),
+        agents: config.agents_in_scope.clone(),
         scope: request.scope.clone(),
         recover_abandoned: config.recover_abandoned,
         no_terminate: request.no_terminate,

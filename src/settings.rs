@@ -11,11 +11,13 @@ use color_eyre::eyre::{Result, bail};
 use crate::agents::{AgentConfig, UrlTemplate};
 use crate::capacity::RedisConfig;
 use crate::cli::{ColorChoice, GivenOnCommandLine, GlobalArgs};
+use crate::descriptors;
 use crate::log::Log;
 use crate::output::{OutputFormat, View};
 use crate::reconcile::{ApplyConfig, Config};
 use crate::redact::{Secret, redact_url};
 use crate::safety::Limits;
+use crate::shard::AgentScope;
 use crate::store::{Database, PostgresConfig};
 use crate::tls::CaCerts;
 
@@ -56,12 +58,17 @@ impl Settings {
             args.ca_certs.clone()
         };
         let ca_certs = CaCerts::load(&ca_paths)?;
+        // Raised whatever --concurrency says: the terminates and the database need descriptors too.
+        let limit = descriptors::raise_limit();
+        let concurrency = args
+            .concurrency
+            .map_or_else(|| descriptors::default_concurrency(limit), usize::from);
         let agents = AgentConfig {
             template: UrlTemplate::parse(&args.agent_url)?,
             secret: non_empty(&args.agent_secret).map(Secret::new),
             timeout: args.http_timeout,
             terminate_timeout: args.terminate_timeout,
-            concurrency: usize::from(args.concurrency),
+            concurrency,
             ca_certs: ca_certs.clone(),
         };
         let stderr_is_terminal = std::io::stderr().is_terminal();
@@ -85,7 +92,10 @@ impl Settings {
             },
             grace: args.grace,
             default_timeout: args.default_timeout,
-            agent_filter: args.agents.iter().cloned().collect(),
+            agents_in_scope: AgentScope {
+                names: args.agents.iter().cloned().collect(),
+                shard: args.shard,
+            },
             recover_abandoned: args.recover_abandoned,
             events: args.events,
             apply: args.apply.then(|| ApplyConfig {
@@ -112,6 +122,7 @@ impl Settings {
                 apply: args.apply,
                 grace: args.grace,
                 default_timeout: args.default_timeout,
+                concurrency,
             },
             metrics_file: args.metrics_file.clone(),
         })

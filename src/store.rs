@@ -181,11 +181,12 @@ impl Store {
 
     /// The database's part of the apply lock: a flock on a file beside the SQLite database, or a
     /// PostgreSQL session advisory lock. Both are released by the OS or the server when the
-    /// process dies, however it dies. `Ok(Err(why))` when another apply holds it.
-    pub(crate) async fn try_lock(&mut self) -> Result<Result<DatabaseLock, String>> {
+    /// process dies, however it dies. `Ok(Err(why))` when another apply holds it. `suffix` is
+    /// appended to the lock's name (one lock per shard).
+    pub(crate) async fn try_lock(&mut self, suffix: &str) -> Result<Result<DatabaseLock, String>> {
         match self {
-            Store::Sqlite(db) => db.try_lock(),
-            Store::Postgres(db) => db.try_lock().await,
+            Store::Sqlite(db) => db.try_lock(suffix),
+            Store::Postgres(db) => db.try_lock(suffix).await,
         }
     }
 }

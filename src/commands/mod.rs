@@ -28,6 +28,14 @@ pub(crate) fn run(cli: &Cli, given: GivenOnCommandLine) -> ExitCode {
         Command::Recover(args) => args.request(),
         Command::Kill(args) => args.request(),
     };
+    if let Some(shard) = cli.global.shard
+        && let Some(what) = unsharded(&request)
+    {
+        crate::log::say!(
+            "error: --shard {shard} cannot be combined with {what}: it names its executions itself"
+        );
+        return ExitCode::Usage;
+    }
     let started = Instant::now();
     let settings = Settings::from_args(&cli.global, given, request.scope.command_name());
     let (code, report) = match &settings {
@@ -57,6 +65,18 @@ pub(crate) fn run(cli: &Cli, given: GivenOnCommandLine) -> ExitCode {
         }
     }
     code
+}
+
+/// What a request names that a shard must not narrow: executions named by id (whatever agent
+/// runs them) or a reviewed plan's actions.
+fn unsharded(request: &Request) -> Option<&'static str> {
+    if matches!(request.scope, crate::plan::Scope::KillIds(_)) {
+        Some("kill IDs")
+    } else if request.from.is_some() {
+        Some("--from")
+    } else {
+        None
+    }
 }
 
 fn run_settled(settings: &Settings, request: &Request) -> (ExitCode, Option<Report>) {

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use super::tests::{now, policy};
 use super::*;
+use crate::shard::Shard;
 use crate::snapshot::{AgentAnswer, AgentReport, Capacity, Row, Slot, Snapshot, Status};
 
 const AGENTS: [&str; 3] = ["a", "b", "c"];
@@ -183,7 +184,10 @@ fn agent_filter() -> impl Strategy<Value = BTreeSet<String>> {
 
 fn policy_for(scope: Scope, agent_filter: BTreeSet<String>) -> Policy {
     Policy {
-        agent_filter,
+        agents: AgentScope {
+            names: agent_filter,
+            shard: None,
+        },
         ..policy(scope)
     }
 }
@@ -250,5 +254,83 @@ proptest! {
         let second = plan(&snapshot, &policy, now());
         let left: Vec<_> = second.items.iter().filter(|item| item.action != Action::None).collect();
         prop_assert!(left.is_empty(), "second plan still acts: {:?}", left);
+    }
+}
+
+/// What gathering for `scope` would hand the planner: only the agents the scope owns are asked,
+/// and only their slots and their running rows' in-flight markers are read (the rows are read
+/// whole, as the database query does).
+fn gathered_for(snapshot: &Snapshot, scope: &AgentScope) -> Snapshot {
+    let running_in_scope: BTreeSet<&str> = snapshot
+        .rows
+        .iter()
+        .filter(|row| row.status == Status::Running && scope.contains(&row.agent))
+        .map(|row| row.id.as_str())
+        .collect();
+    Snapshot {
+        rows: snapshot.rows.clone(),
+        agents: snapshot
+            .agents
+            .iter()
+            .filter(|report| scope.contains(&report.name))
+            .cloned()
+            .collect(),
+        capacity: snapshot.capacity.as_ref().map(|capacity| Capacity {
+            slots: capacity
+                .slots
+                .iter()
+                .filter(|slot| scope.contains(&slot.agent))
+                .cloned()
+                .collect(),
+            in_flight: capacity
+                .in_flight
+                .iter()
+                .filter(|id| running_in_scope.contains(id.as_str()))
+                .cloned()
+                .collect(),
+        }),
+        owned: snapshot.owned.clone(),
+        warnings: Vec::new(),
+    }
+}
+
+/// An item, whole, as the JSON output shows it.
+fn shown(item: &Item) -> String {
+    serde_json::to_string(item).expect("an item serializes")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn the_shards_plans_together_are_the_unsharded_plan(
+        snapshot in world(),
+        scope in prop_oneof![Just(Scope::Scan), Just(Scope::Recover), Just(Scope::Kill)],
+        count in prop::sample::select(vec![1u64, 2, 3, 7]),
+    ) {
+        let whole = plan(&snapshot, &policy(scope.clone()), now());
+        let mut items = Vec::new();
+        let mut findings = Vec::new();
+        let mut census = Census::default();
+        for index in 0..count {
+            let agents = AgentScope { names: BTreeSet::new(), shard: Some(Shard { index, count }) };
+            let part = plan(&gathered_for(&snapshot, &agents), &Policy { agents: agents.clone(), ..policy(scope.clone()) }, now());
+            for item in &part.items {
+                prop_assert!(agents.contains(item.agent.as_deref().unwrap_or_default()), "shard {}/{} planned another shard's item: {:?}", index, count, item);
+            }
+            items.extend(part.items.iter().map(shown));
+            findings.extend(part.agents.iter().flat_map(|a| a.findings.iter().map(move |f| (a.name.clone(), serde_json::to_string(f).unwrap()))));
+            census.running_on_reachable += part.census.running_on_reachable;
+            census.orphaned += part.census.orphaned;
+        }
+        let mut expected: Vec<String> = whole.items.iter().map(shown).collect();
+        expected.sort();
+        items.sort();
+        prop_assert_eq!(items, expected, "items of N = {}", count);
+        let mut expected: Vec<_> = whole.agents.iter().flat_map(|a| a.findings.iter().map(move |f| (a.name.clone(), serde_json::to_string(f).unwrap()))).collect();
+        expected.sort();
+        findings.sort();
+        prop_assert_eq!(findings, expected, "findings of N = {}", count);
+        prop_assert_eq!(census, whole.census);
     }
 }

@@ -1,4 +1,3 @@
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -14,7 +13,7 @@ pub(super) fn policy(scope: Scope) -> Policy {
     Policy {
         grace: Duration::from_secs(60),
         default_timeout: Duration::from_secs(900),
-        agent_filter: BTreeSet::new(),
+        agents: AgentScope::default(),
         scope,
         recover_abandoned: false,
         no_terminate: false,
@@ -442,7 +441,7 @@ fn agent_filter_limits_rows_processes_and_slots() {
         ..Capacity::default()
     });
     let mut p = policy(Scope::Scan);
-    p.agent_filter = ["a".to_string()].into();
+    p.agents.names = ["a".to_string()].into();
     let ids: Vec<_> = plan(&s, &p, now())
         .items
         .into_iter()

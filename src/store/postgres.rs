@@ -28,7 +28,8 @@ const LOCK_TIMEOUT: &str = "5s";
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
-/// Key of the advisory lock: `hashtext` of this name, the same for every run on any host.
+/// Key of the advisory lock: `hashtext` of this name (of a shard: with `-shard-K-of-N`
+/// appended), the same for every run on any host.
 const LOCK_NAME: &str = "trinity-watchdog:apply";
 
 /// A PostgreSQL error with the server's own message (the error's `Display` says only "db error"),
@@ -376,10 +377,11 @@ impl Postgres {
     }
 
     /// `pg_try_advisory_lock` on this session.
-    pub(crate) async fn try_lock(&mut self) -> Result<Result<DatabaseLock, String>> {
+    pub(crate) async fn try_lock(&mut self, suffix: &str) -> Result<Result<DatabaseLock, String>> {
+        let name = format!("{LOCK_NAME}{suffix}");
         let row = self
             .client
-            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&LOCK_NAME])
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&name])
             .await
             .map_err(|err| {
                 eyre!(
@@ -392,7 +394,7 @@ impl Postgres {
             Ok(DatabaseLock::Session)
         } else {
             Err(format!(
-                "another apply holds the PostgreSQL advisory lock {LOCK_NAME:?} on {}",
+                "another apply holds the PostgreSQL advisory lock {name:?} on {}",
                 self.shown
             ))
         })

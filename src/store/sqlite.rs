@@ -176,11 +176,13 @@ impl Sqlite {
         Ok(results)
     }
 
-    /// A flock on `<db>.watchdog-lock`, beside the database; the database's canonical path
-    /// names it, so a symlink to the database takes the same lock.
-    pub(crate) fn try_lock(&mut self) -> Result<Result<DatabaseLock, String>> {
-        let path =
-            lock_path(&std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone()));
+    /// A flock on `<db>.watchdog-lock{suffix}`, beside the database; the database's canonical
+    /// path names it, so a symlink to the database takes the same lock.
+    pub(crate) fn try_lock(&mut self, suffix: &str) -> Result<Result<DatabaseLock, String>> {
+        let path = lock_path(
+            &std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone()),
+            suffix,
+        );
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -200,10 +202,11 @@ impl Sqlite {
     }
 }
 
-/// The lock file for a database: `<db>.watchdog-lock`, beside it.
-fn lock_path(db: &Path) -> PathBuf {
+/// The lock file for a database: `<db>.watchdog-lock{suffix}`, beside it.
+fn lock_path(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".watchdog-lock");
+    name.push(suffix);
     db.with_file_name(name)
 }
 

@@ -6,6 +6,7 @@ mod events;
 mod harness;
 mod operations;
 mod reliability;
+mod shards;
 mod tls;
 mod trust;
 mod whole;
@@ -749,9 +750,15 @@ fn json_document_has_the_stable_shape() {
     assert_eq!(doc["command"], "scan");
     assert_eq!(doc["mode"], "dry_run");
     assert!(doc["generated_at"].as_str().unwrap().ends_with('Z'));
+    // The default concurrency depends on this machine's descriptor limit (tests/cli/shards.rs).
+    let concurrency = doc["settings"]["concurrency"]
+        .as_u64()
+        .expect("concurrency");
+    assert!((1..=512).contains(&concurrency), "{concurrency}");
     assert_eq!(
         doc["settings"],
-        serde_json::json!({"grace_seconds": 60, "default_timeout_seconds": 3600, "redis": false})
+        serde_json::json!({"grace_seconds": 60, "default_timeout_seconds": 3600,
+                           "concurrency": concurrency, "redis": false})
     );
     let alpha = &doc["agents"][0];
     assert_eq!(
