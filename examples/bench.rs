@@ -19,10 +19,10 @@ use harness::*;
 #[command(about = "Benchmark trinity-watchdog against a synthetic fleet")]
 struct Args {
     /// Agents.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 10_000)]
     agents: usize,
     /// Running executions, spread evenly over the agents.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 100_000)]
     running: usize,
     /// Terminal rows of history.
     #[arg(long, default_value_t = 1_000_000)]
@@ -36,9 +36,13 @@ struct Args {
     /// Share of running rows past their timeout.
     #[arg(long, default_value_t = 0.01)]
     timeouts: f64,
-    /// --concurrency passed to the tool.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// --concurrency passed to the tool (unset: the tool's default, from its descriptor limit).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Run this many instances at once, `--shard 0/N` … `--shard N-1/N`, on the same world
+    /// (wall: until the last ends; CPU: their sum; peak RSS: the largest).
+    #[arg(long, default_value_t = 1)]
+    shards: u64,
     /// Measured runs per case (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -52,8 +56,8 @@ struct Args {
     /// and keep the deployment up this many seconds.
     #[arg(long, value_name = "SECONDS")]
     serve: Option<u64>,
-    /// Instead of one case: the growth table (A = 10, 100, 1000, 5000), the history comparison
-    /// (H = 10 000 vs the given H) and the concurrency sweep.
+    /// Instead of one case: the growth table (A = 10 … 20 000), the history comparison
+    /// (H = 10 000 vs the given H), the concurrency sweep and the shards side by side.
     #[arg(long)]
     sweep: bool,
 }
@@ -66,6 +70,8 @@ struct Measured {
     database_ms: u64,
     agents_ms: u64,
     apply_ms: u64,
+    /// The concurrency the tool used (its JSON `settings.concurrency`).
+    concurrency: u64,
 }
 
 fn main() {
@@ -243,32 +249,70 @@ impl Deployment {
                 "--redis-url",
                 &self.redis.url(),
             ])
-            .args(["--concurrency", &args.concurrency.to_string()])
             .env_remove("REDIS_URL");
+        if let Some(concurrency) = args.concurrency {
+            command.args(["--concurrency", &concurrency.to_string()]);
+        }
         command
     }
 
     fn measure_scan(&self, binary: &Path, args: &Args) -> Report {
         let runs: Vec<Measured> = (0..args.runs.max(1))
-            .map(|_| {
-                let (measured, stdout) = run_measured(self.command(binary, args, &[]));
-                let doc: serde_json::Value = serde_json::from_slice(&stdout).expect("JSON output");
-                let items = doc["summary"]["items"].as_u64().unwrap_or(0) as usize;
-                assert!(
-                    items >= self.running,
-                    "the plan has {items} items for {} running rows",
-                    self.running
-                );
-                assert_eq!(
-                    doc["summary"]["unreachable_agents"], 0,
-                    "every fake agent answers"
-                );
-                measured
-            })
+            .map(|_| self.measure_shards(binary, args))
             .collect();
         Report {
             agents: self.agents,
             runs,
+        }
+    }
+}
+
+impl Deployment {
+    /// One dry run, or `args.shards` at once (one per shard) whose figures are combined.
+    fn measure_shards(&self, binary: &Path, args: &Args) -> Measured {
+        let started = Instant::now();
+        let parts: Vec<(Measured, Vec<u8>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..args.shards)
+                .map(|index| {
+                    let shard = format!("{index}/{}", args.shards);
+                    let extra = if args.shards > 1 {
+                        vec!["--shard", shard.as_str()]
+                    } else {
+                        Vec::new()
+                    };
+                    let command = self.command(binary, args, &extra);
+                    scope.spawn(move || run_measured(command))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("shard run"))
+                .collect()
+        });
+        let wall = started.elapsed();
+        let mut items = 0;
+        for (_, stdout) in &parts {
+            let doc: serde_json::Value = serde_json::from_slice(stdout).expect("JSON output");
+            items += doc["summary"]["items"].as_u64().unwrap_or(0) as usize;
+            assert_eq!(
+                doc["summary"]["unreachable_agents"], 0,
+                "every fake agent answers"
+            );
+        }
+        assert!(
+            items >= self.running,
+            "the plans have {items} items for {} running rows",
+            self.running
+        );
+        let each = parts.iter().map(|(m, _)| m);
+        Measured {
+            wall,
+            cpu: each.clone().map(|m| m.cpu).sum(),
+            max_rss_kb: each.clone().map(|m| m.max_rss_kb).max().unwrap_or(0),
+            database_ms: each.clone().map(|m| m.database_ms).max().unwrap_or(0),
+            agents_ms: each.clone().map(|m| m.agents_ms).max().unwrap_or(0),
+            apply_ms: each.clone().map(|m| m.apply_ms).max().unwrap_or(0),
+            concurrency: each.map(|m| m.concurrency).max().unwrap_or(0),
         }
     }
 }
@@ -343,6 +387,7 @@ fn run_measured(command: Command) -> (Measured, Vec<u8>) {
         database_ms: ms("database_ms"),
         agents_ms: ms("agents_ms"),
         apply_ms: ms("apply_ms"),
+        concurrency: doc["settings"]["concurrency"].as_u64().unwrap_or(0),
     };
     (measured, output.stdout)
 }
@@ -389,7 +434,7 @@ fn median<T: Copy + Ord>(mut values: Vec<T>) -> T {
 
 impl Report {
     fn header() -> String {
-        "| A | R | H | L ms | conc. | wall ms | CPU ms | peak RSS MB | db ms | agents ms | ideal ms | wall / ideal |\n|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned()
+        "| A | R | H | L ms | shards | conc. | wall ms | CPU ms | peak RSS MB | db ms | agents ms | ideal ms | wall / ideal | µs / agent |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned()
     }
 
     fn wall(&self) -> Duration {
@@ -402,22 +447,27 @@ impl Report {
         let rss = median(self.runs.iter().map(|m| m.max_rss_kb).collect());
         let db = median(self.runs.iter().map(|m| m.database_ms).collect());
         let agents = median(self.runs.iter().map(|m| m.agents_ms).collect());
-        let rounds = self.agents.div_ceil(args.concurrency) as u64;
+        let concurrency = median(self.runs.iter().map(|m| m.concurrency).collect()).max(1);
+        // The shards ask their agents side by side: each has about A / N of them.
+        let per_shard = self.agents.div_ceil(args.shards.max(1) as usize);
+        let rounds = per_shard.div_ceil(concurrency as usize) as u64;
         let ideal = rounds * args.latency_ms + db;
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.2} | {:.0} |",
             self.agents,
             args.running,
             args.history,
             args.latency_ms,
-            args.concurrency,
+            args.shards,
+            concurrency,
             wall.as_millis(),
             cpu.as_millis(),
             rss as f64 / 1024.0,
             db,
             agents,
             ideal,
-            wall.as_millis() as f64 / ideal.max(1) as f64
+            wall.as_millis() as f64 / ideal.max(1) as f64,
+            wall.as_micros() as f64 / self.agents.max(1) as f64
         )
     }
 }
@@ -470,7 +520,7 @@ fn sweep(binary: &Path, args: &Args) {
         "\nGrowth with A (R = 10 × A, H = 10 000):\n\n{}",
         Report::header()
     );
-    for agents in [10, 100, 1000, 5000] {
+    for agents in [10, 100, 1000, 5000, 10_000, 20_000] {
         let case = Args {
             agents,
             running: agents * 10,
@@ -503,9 +553,23 @@ fn sweep(binary: &Path, args: &Args) {
         history: 10_000,
         ..args.clone()
     });
-    for concurrency in [16, 32, 64, 128, 256, 512] {
+    for concurrency in [64, 128, 256, 512, 1024] {
         let case = Args {
-            concurrency,
+            concurrency: Some(concurrency),
+            history: 10_000,
+            ..args.clone()
+        };
+        println!("{}", deployment.measure_scan(binary, &case).row(&case));
+    }
+    println!(
+        "\nShards side by side on this machine (A = {}, R = {}, H = 10 000, default concurrency):\n\n{}",
+        args.agents,
+        args.running,
+        Report::header()
+    );
+    for shards in [1, 2, 4] {
+        let case = Args {
+            shards,
             history: 10_000,
             ..args.clone()
         };

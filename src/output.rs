@@ -34,6 +34,8 @@ pub(crate) struct View {
     pub grace: std::time::Duration,
     pub default_timeout: std::time::Duration,
     pub concurrency: usize,
+    /// stdout is a terminal: JSON is indented.
+    pub pretty_json: bool,
 }
 
 /// Writes the result in the chosen format. JSON is streamed from the plan, never built whole in
@@ -45,10 +47,14 @@ pub(crate) fn write(
 ) -> std::io::Result<()> {
     match view.format {
         OutputFormat::Json => {
-            serde_json::to_writer_pretty(
-                &mut *out,
-                &Document::new(&report.plan, view, report.now, &report.timings),
-            )?;
+            let document = Document::new(&report.plan, view, report.now, &report.timings);
+            // Indented for a person at a terminal; one line for a program, which at 100 000
+            // items reads 40 % fewer bytes (BENCHMARKS.md).
+            if view.pretty_json {
+                serde_json::to_writer_pretty(&mut *out, &document)?;
+            } else {
+                serde_json::to_writer(&mut *out, &document)?;
+            }
             out.write_all(b"\n")
         }
         OutputFormat::Table => out.write_all(table(&report.plan, view).as_bytes()),

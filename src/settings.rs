@@ -123,6 +123,7 @@ impl Settings {
                 grace: args.grace,
                 default_timeout: args.default_timeout,
                 concurrency,
+                pretty_json: std::io::stdout().is_terminal(),
             },
             metrics_file: args.metrics_file.clone(),
         })
