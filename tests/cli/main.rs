@@ -745,7 +745,9 @@ fn json_document_has_the_stable_shape() {
         },
     );
     w.fleet.set("idle", FakeAgent::running(&[]));
-    let doc = w.run(&["-o", "json", "scan"]).json();
+    let out = w.run(&["-o", "json", "scan"]);
+    assert_eq!(out.stdout.lines().count(), 1, "one line to a pipe");
+    let doc = out.json();
     assert_eq!(doc["version"], 1);
     assert_eq!(doc["command"], "scan");
     assert_eq!(doc["mode"], "dry_run");

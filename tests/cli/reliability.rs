@@ -29,6 +29,18 @@ fn statuses(w: &World, prefix: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Holds the apply's flock file, as another apply would.
+pub(crate) fn hold_lock_file(path: &str) -> std::fs::File {
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    held.try_lock().unwrap();
+    held
+}
+
 pub(crate) fn spawn(args: &[&str]) -> std::process::Child {
     command()
         .args(args)
@@ -111,14 +123,7 @@ fn systemic_failure_brake_refuses_when_most_rows_look_orphaned() {
 fn second_apply_is_busy_while_the_file_lock_is_held() {
     let w = World::without_redis();
     fleet_with(&w, 1, 3);
-    let lock_path = format!("{}.watchdog-lock", w.db.path());
-    let held = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    held.try_lock().unwrap();
+    let held = hold_lock_file(&format!("{}.watchdog-lock", w.db.path()));
     let out = w.run(&["scan", "--apply"]);
     assert_eq!(out.code, 6, "{}", out.stderr);
     assert!(

@@ -86,13 +86,7 @@ fn each_shard_has_its_own_apply_lock() {
         w.fleet.set(&agent, FakeAgent::running(&[]));
     }
     let lock_path = format!("{}.watchdog-lock-shard-0-of-2", w.db.path());
-    let held = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    held.try_lock().unwrap();
+    let held = crate::reliability::hold_lock_file(&lock_path);
     let busy = w.run(&["scan", "--apply", "--shard", "0/2"]);
     assert_eq!(busy.code, 6, "{}", busy.stderr);
     assert!(busy.stderr.contains(&lock_path), "{}", busy.stderr);
