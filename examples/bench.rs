@@ -8,6 +8,7 @@
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -109,15 +110,20 @@ fn main() {
     }
 }
 
-/// Builds the release binary the benchmark runs (the examples do not depend on it).
+/// Builds the release binary the benchmark runs (the examples do not depend on it), in a target
+/// directory of its own: the binary alone resolves features without the dev-dependencies, so
+/// sharing `target/release` with the examples would rebuild both in turn on every run.
 fn build_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-binary");
     let status = Command::new(cargo)
         .args(["build", "--release", "--quiet", "--bin", "trinity-watchdog"])
+        .arg("--target-dir")
+        .arg(&target)
         .status()
         .expect("run cargo build");
     assert!(status.success(), "cargo build --release failed");
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/trinity-watchdog")
+    target.join("release/trinity-watchdog")
 }
 
 struct Deployment {
@@ -258,7 +264,16 @@ impl Deployment {
 
     fn measure_scan(&self, binary: &Path, args: &Args) -> Report {
         let runs: Vec<Measured> = (0..args.runs.max(1))
-            .map(|_| self.measure_shards(binary, args))
+            .map(|run| {
+                let measured = self.measure_shards(binary, args);
+                eprintln!(
+                    "run {run}: wall {} ms, CPU {} ms, peak RSS {:.1} MB",
+                    measured.wall.as_millis(),
+                    measured.cpu.as_millis(),
+                    measured.max_rss_kb as f64 / 1024.0
+                );
+                measured
+            })
             .collect();
         Report {
             agents: self.agents,
@@ -270,7 +285,6 @@ impl Deployment {
 impl Deployment {
     /// One dry run, or `args.shards` at once (one per shard) whose figures are combined.
     fn measure_shards(&self, binary: &Path, args: &Args) -> Measured {
-        let started = Instant::now();
         let parts: Vec<(Measured, Vec<u8>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..args.shards)
                 .map(|index| {
@@ -289,7 +303,6 @@ impl Deployment {
                 .map(|h| h.join().expect("shard run"))
                 .collect()
         });
-        let wall = started.elapsed();
         let mut items = 0;
         for (_, stdout) in &parts {
             let doc: serde_json::Value = serde_json::from_slice(stdout).expect("JSON output");
@@ -306,7 +319,8 @@ impl Deployment {
         );
         let each = parts.iter().map(|(m, _)| m);
         Measured {
-            wall,
+            // They start together: the last one's end is the longest one's wall.
+            wall: each.clone().map(|m| m.wall).max().unwrap_or_default(),
             cpu: each.clone().map(|m| m.cpu).sum(),
             max_rss_kb: each.clone().map(|m| m.max_rss_kb).max().unwrap_or(0),
             database_ms: each.clone().map(|m| m.database_ms).max().unwrap_or(0),
@@ -343,8 +357,10 @@ fn share_to_stride(share: f64) -> Option<usize> {
     (share > 0.0).then(|| (1.0 / share).round().max(1.0) as usize)
 }
 
-/// Runs a command to completion and measures it: wall time here, CPU time and peak RSS from its
-/// rusage. The rusage is read by a small helper process (this program, re-executed in
+/// Runs a command to completion and measures it: wall time from its spawn to its exit, CPU time
+/// and peak RSS from its rusage (not this process's reading and parsing of the document, which
+/// used to be counted in the wall time: 0.5 s of it at A = 10 000). All three are read by a small
+/// helper process (this program, re-executed in
 /// `--measure-rusage` mode) that forks the command: Linux carries a process's peak RSS over from
 /// the process it was forked from, so forking the tool straight from this large process would
 /// report this process's size, not the tool's.
@@ -362,53 +378,61 @@ fn run_measured(command: Command) -> (Measured, Vec<u8>) {
             None => wrapped.env_remove(key),
         };
     }
-    let started = Instant::now();
-    let output = wrapped
+    // The document goes to a file, not a pipe: this process also serves the fake agents, and a
+    // pipe it drains would make the tool wait on the benchmark's own scheduling.
+    let document = tempfile::tempfile().expect("temp file");
+    let status = wrapped
+        .stdout(document.try_clone().expect("clone the temp file"))
         .stderr(Stdio::inherit())
-        .output()
+        .status()
         .expect("run the measuring helper");
-    let wall = started.elapsed();
-    assert!(
-        output.status.success(),
-        "trinity-watchdog failed: {}",
-        output.status
-    );
+    assert!(status.success(), "trinity-watchdog failed: {status}");
+    let mut stdout = Vec::new();
+    let mut document = document;
+    document.seek(SeekFrom::Start(0)).expect("rewind");
+    document
+        .read_to_end(&mut stdout)
+        .expect("read the document");
     let usage = std::fs::read_to_string(report.path()).expect("rusage report");
     let fields: Vec<i64> = usage
         .split_whitespace()
         .map(|f| f.parse().expect("number"))
         .collect();
-    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    let doc: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_default();
     let ms = |key: &str| doc["timings"][key].as_u64().unwrap_or(0);
+    let wall = Duration::from_micros(fields[0] as u64);
     let measured = Measured {
         wall,
-        cpu: Duration::from_micros((fields[0] + fields[1]) as u64),
-        max_rss_kb: fields[2],
+        cpu: Duration::from_micros((fields[1] + fields[2]) as u64),
+        max_rss_kb: fields[3],
         database_ms: ms("database_ms"),
         agents_ms: ms("agents_ms"),
         apply_ms: ms("apply_ms"),
         concurrency: doc["settings"]["concurrency"].as_u64().unwrap_or(0),
     };
-    (measured, output.stdout)
+    (measured, stdout)
 }
 
 /// The helper: `bench --measure-rusage REPORT PROGRAM ARGS…` runs PROGRAM with inherited stdio,
-/// writes "user_us system_us max_rss_kb" of it to REPORT and exits with its code.
+/// writes "wall_us user_us system_us max_rss_kb" of it to REPORT and exits with its code.
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also reports its rusage
 fn measure_rusage(mut args: impl Iterator<Item = std::ffi::OsString>) -> ! {
     let report = args.next().expect("report path");
     let program = args.next().expect("program");
+    let started = Instant::now();
     let child = Command::new(program).args(args).spawn().expect("spawn");
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for our own child, which has not been reaped.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let wall = started.elapsed();
     let micros = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
     std::fs::write(
         report,
         format!(
-            "{} {} {}",
+            "{} {} {} {}",
+            wall.as_micros(),
             micros(usage.ru_utime),
             micros(usage.ru_stime),
             usage.ru_maxrss

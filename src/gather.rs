@@ -140,6 +140,7 @@ pub(crate) async fn snapshot(
         }
     );
     progress.finish_and_clear();
+    sources.agents.close_idle();
     let capacity = capacity?;
     warnings.append(&mut redis_warnings);
     for report in &reports {

@@ -168,7 +168,7 @@ impl SavedPlan {
                 agent: item.agent.clone(),
                 verdict: item.verdict,
                 action: item.action,
-                reason: item.reason.clone(),
+                reason: item.reason.to_string(),
                 fail_message: item.fail_message.clone(),
                 facts: Facts::of(snapshot, &item.execution_id, item.agent.as_deref()),
             })

@@ -120,10 +120,17 @@ fn a_shard_that_does_not_exist_or_names_its_ids_is_a_usage_error() {
 
 /// The concurrency a dry run reports under a descriptor limit of `soft` / `hard`.
 fn concurrency_under(w: &World, soft: u64, hard: u64, extra: &[&str]) -> u64 {
-    let template = w.fleet.template();
+    let out = scan_under(w, &w.fleet.template(), soft, hard, extra);
+    out.json()["settings"]["concurrency"]
+        .as_u64()
+        .expect("settings.concurrency")
+}
+
+/// A dry run (JSON) under a descriptor limit of `soft` / `hard`.
+fn scan_under(w: &World, template: &str, soft: u64, hard: u64, extra: &[&str]) -> Out {
     let mut command = command();
     command
-        .args(["scan", "-o", "json", "--no-redis", "--agent-url", &template])
+        .args(["scan", "-o", "json", "--no-redis", "--agent-url", template])
         .args(w.db.args())
         .args(extra);
     // SAFETY: setrlimit is async-signal-safe, and the child only execs after it.
@@ -142,9 +149,7 @@ fn concurrency_under(w: &World, soft: u64, hard: u64, extra: &[&str]) -> u64 {
     }
     let out: Out = command.output().expect("run").into();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    out.json()["settings"]["concurrency"]
-        .as_u64()
-        .expect("settings.concurrency")
+    out
 }
 
 #[test]
@@ -159,6 +164,39 @@ fn the_default_concurrency_comes_from_the_descriptor_limit_raised_to_the_hard_on
     assert_eq!(
         concurrency_under(&w, 1024, 1024, &["--concurrency", "7"]),
         7
+    );
+}
+
+#[test]
+fn a_fleet_of_hosts_larger_than_the_descriptor_limit_is_asked_whole() {
+    // Every agent a host of its own, as with the default `http://agent-{agent}:8000`: a
+    // connection kept alive per agent would hold its descriptor to the end of the run, and
+    // under a limit of 160 the agents after the first hundred or so could not be asked.
+    let w = World {
+        db: TrinityDb::new(),
+        fleet: Fleet::start_on_every_address(),
+        redis: None,
+    };
+    let names: Vec<String> = (1..=250).map(|n| n.to_string()).collect();
+    for name in &names {
+        w.db.add_agent(name, Some(600));
+        w.fleet.set(name, FakeAgent::running(&[]));
+    }
+    let out = scan_under(&w, &w.fleet.host_template(), 160, 160, &[]);
+    let doc = out.json();
+    assert_eq!(doc["settings"]["concurrency"], 48);
+    assert_eq!(doc["agents"].as_array().map(Vec::len), Some(250));
+    let unreachable: Vec<&serde_json::Value> = doc["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|agent| agent["reachable"] != true)
+        .collect();
+    assert!(
+        unreachable.is_empty(),
+        "{} agents unreachable, e.g. {}",
+        unreachable.len(),
+        unreachable[0]
     );
 }
 

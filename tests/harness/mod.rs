@@ -643,17 +643,23 @@ impl axum::serve::Listener for TlsListener {
 
 impl Fleet {
     pub fn start() -> Fleet {
-        Self::start_with(None)
+        Self::start_with(None, "127.0.0.1:0")
     }
 
     /// The fleet over https, with a certificate from `ca`; its template is `https://…`.
     pub fn start_tls(ca: &TestCa) -> Fleet {
-        Self::start_with(Some(ca.server.clone()))
+        Self::start_with(Some(ca.server.clone()), "127.0.0.1:0")
     }
 
-    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Fleet {
+    /// The fleet listening on every address, so that it answers on all of 127.0.0.0/8: agents
+    /// can then be hosts of their own (`host_template`).
+    pub fn start_on_every_address() -> Fleet {
+        Self::start_with(None, "0.0.0.0:0")
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>, bind: &str) -> Fleet {
         let state: Shared = Arc::default();
-        let listener = StdListener::bind("127.0.0.1:0").expect("bind fleet");
+        let listener = StdListener::bind(bind).expect("bind fleet");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -705,6 +711,16 @@ impl Fleet {
     /// The `--agent-url` template for this fleet.
     pub fn template(&self) -> String {
         format!("{}://{}/{{agent}}", self.scheme, self.addr)
+    }
+
+    /// A template where every agent is a host of its own: agent `7` is `127.0.0.7` (agents named
+    /// 1 to 254; the fleet must listen on every address).
+    pub fn host_template(&self) -> String {
+        format!(
+            "{}://127.0.0.{{agent}}:{}/{{agent}}",
+            self.scheme,
+            self.addr.port()
+        )
     }
 
     pub fn set(&self, name: &str, agent: FakeAgent) {
