@@ -50,6 +50,10 @@ struct Args {
     /// Also measure an --apply of this many orphans on a fresh copy (0: skip).
     #[arg(long, default_value_t = 1000)]
     apply_orphans: usize,
+    /// Measure this trinity-watchdog binary instead of building the checkout's (to compare a
+    /// build of an earlier commit under the same benchmark).
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
     /// Pass -v to the tool (its phase timings go to stderr) instead of -q.
     #[arg(long)]
     verbose: bool,
@@ -81,7 +85,7 @@ fn main() {
         measure_rusage(raw);
     }
     let args = Args::parse();
-    let binary = build_binary();
+    let binary = args.binary.clone().unwrap_or_else(build_binary);
     println!(
         "machine: {} cores; binary: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -614,6 +618,8 @@ fn fleet_capacity(deployment: &Deployment) {
         .enable_all()
         .build()
         .expect("runtime");
+    // The tool's reqwest has no default TLS provider; it installs ring, and so does this client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let requests = 4000;
     let concurrency = 512;
