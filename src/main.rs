@@ -8,7 +8,7 @@ fn main() -> std::process::ExitCode {
 
 /// glibc gives every thread that allocates an arena of its own. The runtime's threads build the
 /// snapshot (agents' answers, Redis slots) and the main thread plans from it, so memory one of
-/// them frees is not reused by the others: one arena is 22 MB less peak RSS at A = 10 000
+/// them frees is not reused by the others: one arena is 12 MB less peak RSS at A = 10 000
 /// (BENCHMARKS.md), at no measurable cost in CPU with so few threads. Before any thread starts.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

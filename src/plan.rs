@@ -508,7 +508,8 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy, now: DateTime<Utc>) -> Plan {
             items
         }
     };
-    // Unstable: no scratch copy of the items (13 MB at 100 000 of them); the key is unique.
+    // Unstable: no scratch copy of the items (13 MB at 100 000 of them). Items that share a key
+    // are one item twice (an agent listing an id twice), so the order is still determined.
     items.sort_unstable_by(|a, b| {
         (&a.agent, &a.execution_id, a.verdict).cmp(&(&b.agent, &b.execution_id, b.verdict))
     });
