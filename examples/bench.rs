@@ -363,7 +363,7 @@ fn share_to_stride(share: f64) -> Option<usize> {
 
 /// Runs a command to completion and measures it: wall time from its spawn to its exit, CPU time
 /// and peak RSS from its rusage (not this process's reading and parsing of the document, which
-/// used to be counted in the wall time: 0.5 s of it at A = 10 000). All three are read by a small
+/// used to be counted in the wall time: 0.5 to 0.8 s of it at A = 10 000). All three are read by a small
 /// helper process (this program, re-executed in
 /// `--measure-rusage` mode) that forks the command: Linux carries a process's peak RSS over from
 /// the process it was forked from, so forking the tool straight from this large process would

@@ -35,8 +35,11 @@ const NAME_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Clone, Debug)]
 pub(crate) struct UrlTemplate {
     template: Secret,
-    /// `{agent}` stands in the host: names must then be plain DNS labels.
+    /// `{agent}` stands in the authority: names must then be plain DNS labels.
     in_host: bool,
+    /// Every agent is a host of its own (`http://agent-{agent}:8000`), not a path or the
+    /// userinfo on one shared host.
+    host_per_agent: bool,
 }
 
 impl UrlTemplate {
@@ -72,9 +75,16 @@ impl UrlTemplate {
             .and_then(|start| template[start..].find('/').map(|i| start + i));
         let placeholder_at = template.find(PLACEHOLDER).unwrap_or_default();
         let in_host = authority_end.is_none_or(|end| placeholder_at < end);
+        let host_of = |name: &str| {
+            Url::parse(&template.replace(PLACEHOLDER, name))
+                .ok()
+                .map(|url| (url.host_str().map(str::to_owned), url.port()))
+        };
+        let host_per_agent = host_of("a") != host_of("b");
         Ok(UrlTemplate {
             template: Secret::new(template),
             in_host,
+            host_per_agent,
         })
     }
 
@@ -153,16 +163,16 @@ pub(crate) struct AgentConfig {
     pub ca_certs: CaCerts,
 }
 
-/// The HTTP client for agents. When `{agent}` stands in the host, every agent is a host of its
-/// own and a kept-alive connection would never be used again: none is kept, or a fleet of
-/// 10 000 would hold 10 000 sockets open and run out of descriptors.
+/// The HTTP client for agents. When `{agent}` names the host, every agent is a host of its own
+/// and a kept-alive connection would never be used again: none is kept, or a fleet of 10 000
+/// would hold 10 000 sockets open and run out of descriptors.
 fn http_client(config: &AgentConfig) -> Result<reqwest::Client> {
     crate::tls::install_provider();
     let mut http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(config.timeout)
         .user_agent(concat!("trinity-watchdog/", env!("CARGO_PKG_VERSION")));
-    if config.template.in_host {
+    if config.template.host_per_agent {
         http = http.pool_max_idle_per_host(0);
     }
     for cert in &config.ca_certs.certs {
@@ -184,13 +194,13 @@ impl AgentClient {
         })
     }
 
-    /// Closes the connections the gathering kept alive (only a template with `{agent}` in the
-    /// path has any: one host, such as a gateway) by starting a fresh client, so that a fleet's
+    /// Closes the connections the gathering kept alive (only a template whose agents share one
+    /// host has any: a gateway, `{agent}` in the path) by starting a fresh client, so that a fleet's
     /// worth of idle sockets and their buffers (20 MB for 512 of them) is not held through
     /// planning. The apply's few requests open their own. Should the fresh client fail (its
     /// root certificates cannot be read, say), the old one is kept: nothing is lost but memory.
     pub(crate) fn close_idle(&mut self) {
-        if self.config.template.in_host {
+        if self.config.template.host_per_agent {
             return;
         }
         if let Ok(fresh) = http_client(&self.config) {
@@ -536,6 +546,21 @@ mod tests {
             auth_token("s3cret", "alpha"),
             "18fb8ec9a90fcda3999bba6d82ab2706052f5bf4bc3839eb31a0fa9cd7a3c570"
         );
+    }
+
+    #[test]
+    fn only_a_host_per_agent_keeps_no_connection_alive() {
+        for (template, per_agent) in [
+            ("http://agent-{agent}:8000", true),
+            ("http://127.0.0.{agent}:8000/{agent}", true),
+            ("https://gw.example/agents/{agent}", false),
+            // Userinfo is sent as a header: every agent is the same host.
+            ("http://{agent}@gw.example/", false),
+            ("http://user:{agent}@gw.example/", false),
+        ] {
+            let parsed = UrlTemplate::parse(template).unwrap();
+            assert_eq!(parsed.host_per_agent, per_agent, "{template}");
+        }
     }
 
     #[test]

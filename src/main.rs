@@ -10,10 +10,13 @@ fn main() -> std::process::ExitCode {
 /// snapshot (agents' answers, Redis slots) and the main thread plans from it, so memory one of
 /// them frees is not reused by the others: one arena is 12 MB less peak RSS at A = 10 000
 /// (BENCHMARKS.md), at no measurable cost in CPU with so few threads. Before any thread starts.
+/// An operator's own `MALLOC_ARENA_MAX` wins.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
 }
