@@ -289,7 +289,7 @@ impl Deployment {
 impl Deployment {
     /// One dry run, or `args.shards` at once (one per shard) whose figures are combined.
     fn measure_shards(&self, binary: &Path, args: &Args) -> Measured {
-        let parts: Vec<(Measured, Vec<u8>)> = std::thread::scope(|scope| {
+        let parts: Vec<(Measured, serde_json::Value)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..args.shards)
                 .map(|index| {
                     let shard = format!("{index}/{}", args.shards);
@@ -308,8 +308,7 @@ impl Deployment {
                 .collect()
         });
         let mut items = 0;
-        for (_, stdout) in &parts {
-            let doc: serde_json::Value = serde_json::from_slice(stdout).expect("JSON output");
+        for (_, doc) in &parts {
             items += doc["summary"]["items"].as_u64().unwrap_or(0) as usize;
             assert_eq!(
                 doc["summary"]["unreachable_agents"], 0,
@@ -363,12 +362,12 @@ fn share_to_stride(share: f64) -> Option<usize> {
 
 /// Runs a command to completion and measures it: wall time from its spawn to its exit, CPU time
 /// and peak RSS from its rusage (not this process's reading and parsing of the document, which
-/// used to be counted in the wall time: 0.5 to 0.8 s of it at A = 10 000). All three are read by a small
-/// helper process (this program, re-executed in
+/// used to be counted in the wall time: 0.5 to 0.8 s of it at A = 10 000), and the parsed
+/// document. All three figures are read by a small helper process (this program, re-executed in
 /// `--measure-rusage` mode) that forks the command: Linux carries a process's peak RSS over from
 /// the process it was forked from, so forking the tool straight from this large process would
 /// report this process's size, not the tool's.
-fn run_measured(command: Command) -> (Measured, Vec<u8>) {
+fn run_measured(command: Command) -> (Measured, serde_json::Value) {
     let report = tempfile::NamedTempFile::new().expect("temp file");
     let mut wrapped = Command::new(std::env::current_exe().expect("own path"));
     wrapped
@@ -384,7 +383,7 @@ fn run_measured(command: Command) -> (Measured, Vec<u8>) {
     }
     // The document goes to a file, not a pipe: this process also serves the fake agents, and a
     // pipe it drains would make the tool wait on the benchmark's own scheduling.
-    let document = tempfile::tempfile().expect("temp file");
+    let mut document = tempfile::tempfile().expect("temp file");
     let status = wrapped
         .stdout(document.try_clone().expect("clone the temp file"))
         .stderr(Stdio::inherit())
@@ -392,7 +391,6 @@ fn run_measured(command: Command) -> (Measured, Vec<u8>) {
         .expect("run the measuring helper");
     assert!(status.success(), "trinity-watchdog failed: {status}");
     let mut stdout = Vec::new();
-    let mut document = document;
     document.seek(SeekFrom::Start(0)).expect("rewind");
     document
         .read_to_end(&mut stdout)
@@ -402,7 +400,7 @@ fn run_measured(command: Command) -> (Measured, Vec<u8>) {
         .split_whitespace()
         .map(|f| f.parse().expect("number"))
         .collect();
-    let doc: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_default();
+    let doc: serde_json::Value = serde_json::from_slice(&stdout).expect("JSON output");
     let ms = |key: &str| doc["timings"][key].as_u64().unwrap_or(0);
     let wall = Duration::from_micros(fields[0] as u64);
     let measured = Measured {
@@ -414,7 +412,7 @@ fn run_measured(command: Command) -> (Measured, Vec<u8>) {
         apply_ms: ms("apply_ms"),
         concurrency: doc["settings"]["concurrency"].as_u64().unwrap_or(0),
     };
-    (measured, stdout)
+    (measured, doc)
 }
 
 /// The helper: `bench --measure-rusage REPORT PROGRAM ARGS…` runs PROGRAM with inherited stdio,
@@ -516,9 +514,8 @@ fn apply(binary: &Path, args: &Args) {
     let mut runs = Vec::new();
     for _ in 0..args.runs.max(1) {
         deployment.reset_for_apply(&pristine);
-        let (measured, stdout) =
+        let (measured, doc) =
             run_measured(deployment.command(binary, &case, &["--apply", "--force"]));
-        let doc: serde_json::Value = serde_json::from_slice(&stdout).expect("JSON output");
         let applied = doc["summary"]["by_outcome"]["applied"]
             .as_u64()
             .unwrap_or(0) as usize;

@@ -196,8 +196,8 @@ impl AgentClient {
 
     /// Closes the connections the gathering kept alive (only a template whose agents share one
     /// host has any: a gateway, `{agent}` in the path) by starting a fresh client, so that a fleet's
-    /// worth of idle sockets and their buffers (20 MB for 512 of them) is not held through
-    /// planning. The apply's few requests open their own. Should the fresh client fail (its
+    /// worth of idle sockets and their buffers is not held through planning (9 MB of peak RSS
+    /// for 512 of them at A = 10 000, BENCHMARKS.md). The apply's few requests open their own. Should the fresh client fail (its
     /// root certificates cannot be read, say), the old one is kept: nothing is lost but memory.
     pub(crate) fn close_idle(&mut self) {
         if self.config.template.host_per_agent {

@@ -10,8 +10,8 @@
 
 /// Descriptors kept aside for everything that is not an agent request.
 const RESERVED: u64 = 64;
-/// The largest default, a chosen cap: at A = 1000 each doubling past 128 gained ever less on a
-/// 2-core machine (BENCHMARKS.md), and a backend host need not open more at once.
+/// The largest default: at A = 10 000 on a 2-core machine 1024 was no faster than 512 and took
+/// more memory (BENCHMARKS.md), and a backend host need not open more at once.
 pub(crate) const MAX_DEFAULT: usize = 512;
 
 /// Raises the soft descriptor limit to the hard limit (as far as the kernel allows) and returns

@@ -140,7 +140,9 @@ pub(crate) async fn snapshot(
         }
     );
     progress.finish_and_clear();
-    sources.agents.close_idle();
+    if !agents.is_empty() {
+        sources.agents.close_idle();
+    }
     let capacity = capacity?;
     warnings.append(&mut redis_warnings);
     for report in &reports {
